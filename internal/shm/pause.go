@@ -1,0 +1,6 @@
+package shm
+
+// Pause executes the CPU's spin-wait hint n times (PAUSE on amd64, YIELD on
+// arm64): it tells the core a spin loop is running, saving power and giving
+// a hyper-thread sibling the pipeline, and costs tens of cycles each.
+func Pause(n uint32) { pause(n) }

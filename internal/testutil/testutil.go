@@ -1,0 +1,187 @@
+// Package testutil is what every goray test package shares: a TestMain that
+// dispatches re-executed child roles and then checks for leaked goroutines
+// and leaked shared memory, child processes that are real processes of the
+// test binary, and CheckFor, which waits for a condition instead of
+// sleeping.
+package testutil
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/goray/goray/internal/reexec"
+	"github.com/goray/goray/internal/shm"
+)
+
+var (
+	childMu  sync.Mutex
+	children []shm.Process
+)
+
+// Main is the body of every package's TestMain:
+//
+//	func TestMain(m *testing.M) { testutil.Main(m) }
+//
+// In a re-executed child it runs the child's role and exits. Otherwise it
+// runs the tests, then fails the run if goroutines leaked or if /dev/shm
+// still holds a segment owned by this process or by a child it started.
+func Main(m *testing.M, ignore ...goleak.Option) {
+	reexec.Init()
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(ignore...); err != nil {
+			fmt.Fprintf(os.Stderr, "testutil: goroutines leaked:\n%v\n", err)
+			code = 1
+		}
+		if left := leftoverSegments(); len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "testutil: shared memory left in %s: %v\n", shm.Dir, left)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func leftoverSegments() []string {
+	childMu.Lock()
+	owners := append([]shm.Process{shm.Self()}, children...)
+	childMu.Unlock()
+	var left []string
+	for _, p := range owners {
+		names, _ := shm.List(p)
+		left = append(left, names...)
+	}
+	return left
+}
+
+// Child is a running child process of the test binary.
+type Child struct {
+	Cmd    *exec.Cmd
+	Stdout *bufio.Reader
+	stdin  io.WriteCloser
+	t      testing.TB
+	once   sync.Once
+	err    error
+	done   chan struct{}
+}
+
+// StartChild starts role (registered with reexec.Register) in a child
+// process with args. Its stdout is readable line by line (ReadLine); its
+// stdin is a pipe (WriteLine). The child is killed at the end of the test
+// if it is still running.
+func StartChild(t testing.TB, role string, args ...string) *Child {
+	t.Helper()
+	cmd, err := reexec.Command(role, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start child %s: %v", role, err)
+	}
+	// Record the child so its segments count as ours in the leak check.
+	if p, err := shm.ProcessOf(cmd.Process.Pid); err == nil {
+		childMu.Lock()
+		children = append(children, p)
+		childMu.Unlock()
+	}
+	c := &Child{Cmd: cmd, Stdout: bufio.NewReader(out), stdin: in, t: t, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	t.Cleanup(func() {
+		c.Kill()
+		<-c.done
+	})
+	return c
+}
+
+// ReadLine returns the child's next line of output without its newline,
+// failing the test if the child ends first or nothing comes within
+// timeout.
+func (c *Child) ReadLine(timeout time.Duration) string {
+	c.t.Helper()
+	type res struct {
+		s   string
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		s, err := c.Stdout.ReadString('\n')
+		ch <- res{strings.TrimSuffix(s, "\n"), err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			c.t.Fatalf("child %d: read line: %v (partial %q)", c.Cmd.Process.Pid, r.err, r.s)
+		}
+		return r.s
+	case <-time.After(timeout):
+		c.Kill()
+		<-ch
+		c.t.Fatalf("child %d: no line within %v", c.Cmd.Process.Pid, timeout)
+		return ""
+	}
+}
+
+// WriteLine sends a line to the child's stdin.
+func (c *Child) WriteLine(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.stdin, s+"\n"); err != nil {
+		c.t.Fatalf("child %d: write line: %v", c.Cmd.Process.Pid, err)
+	}
+}
+
+// Kill sends SIGKILL (kill -9).
+func (c *Child) Kill() {
+	c.once.Do(func() { c.stdin.Close() })
+	c.Cmd.Process.Kill()
+}
+
+// Wait waits for the child to exit, up to timeout, and returns its error.
+func (c *Child) Wait(timeout time.Duration) error {
+	c.t.Helper()
+	c.once.Do(func() { c.stdin.Close() })
+	select {
+	case <-c.done:
+		return c.err
+	case <-time.After(timeout):
+		c.Kill()
+		<-c.done
+		c.t.Fatalf("child %d: still running after %v", c.Cmd.Process.Pid, timeout)
+		return nil
+	}
+}
+
+// CheckFor calls f every interval until it returns nil or total passes, and
+// then fails the test with f's last error.
+func CheckFor(t testing.TB, total, interval time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(total)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v: %v", total, err)
+		}
+		time.Sleep(interval)
+	}
+}
