@@ -171,15 +171,34 @@ func Spin(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.spin = d; c.spinSet = true })
 }
 
+// Token sets the secret a TCP channel's readers must present when they
+// connect (both ends give the same one). Rings ignore it.
+func Token(secret []byte) Option {
+	return optionFunc(func(c *config) { c.token = append([]byte(nil), secret...) })
+}
+
+// MaxMessageSize bounds the messages a TCP reader accepts (default
+// DefaultMaxMessageSize); a larger frame is refused as ErrBadFrame rather
+// than allocated. Rings ignore it: their messages never leave the node.
+func MaxMessageSize(bytes int64) Option {
+	return optionFunc(func(c *config) { c.maxMessage = bytes })
+}
+
+// DefaultMaxMessageSize is the largest message a TCP reader accepts unless
+// told otherwise.
+const DefaultMaxMessageSize = 1 << 30
+
 type config struct {
-	slots    int
-	slotSize int
-	spin     time.Duration
-	spinSet  bool
+	slots      int
+	slotSize   int
+	spin       time.Duration
+	spinSet    bool
+	token      []byte
+	maxMessage int64
 }
 
 func newConfig(opts []Option) config {
-	c := config{slots: DefaultSlots, slotSize: DefaultSlotSize, spin: DefaultSpin}
+	c := config{slots: DefaultSlots, slotSize: DefaultSlotSize, spin: DefaultSpin, maxMessage: DefaultMaxMessageSize}
 	for _, o := range opts {
 		o.apply(&c)
 	}
@@ -194,6 +213,8 @@ func (c config) validate(readers int) error {
 		return fmt.Errorf("channel: Slots(%d): %w: want 1 to 65536", c.slots, errs.ErrBadArgument)
 	case c.slotSize < 0 || c.slotSize > 1<<30:
 		return fmt.Errorf("channel: SlotSize(%d): %w: want 0 to 1 GiB (larger messages overflow the slot and still work)", c.slotSize, errs.ErrBadArgument)
+	case c.maxMessage < 1:
+		return fmt.Errorf("channel: MaxMessageSize(%d): %w: want 1 or more", c.maxMessage, errs.ErrBadArgument)
 	case c.spin < 0:
 		return fmt.Errorf("channel: Spin(%v): %w: want 0 or more", c.spin, errs.ErrBadArgument)
 	}
