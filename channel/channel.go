@@ -120,8 +120,10 @@ type Reader interface {
 	// ctx's deadline. Messages may be held (unreleased) while later ones
 	// are read; the writer waits once a full ring is held.
 	Read(ctx context.Context) (Message, error)
-	// Close closes the channel for everyone, as Writer.Close does, and
-	// releases this end. Views of unreleased messages become invalid.
+	// Close leaves the channel: the writer stops waiting for this reader,
+	// whose unreleased messages count as released, and the other readers go
+	// on. Once every reader has left, writes fail with ErrChannelClosed.
+	// Views of this reader's messages become invalid. Idempotent.
 	Close() error
 }
 

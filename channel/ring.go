@@ -17,7 +17,7 @@ import (
 //
 //	line 0   magic, version, readers, slots, slotSize, stride, sizes, name length
 //	line 1-2 name (for overflow segment names)
-//	line 3   closed, readerSleepers, writerSleepers   (read on hot paths, written on slow ones)
+//	line 3   closed, readerSleepers, writerSleepers (read on hot paths, written on slow ones)
 //	line 4   dataWord   (futex: readers sleep here)
 //	line 5   spaceWord  (futex: the writer sleeps here)
 //	line 6   writer pid, start time
@@ -56,6 +56,10 @@ const (
 	rdCursor = 0
 	rdPID    = 8
 	rdStart  = 16
+
+	// leftCursor is the cursor of a reader that left: past any sequence,
+	// so the writer never waits for it.
+	leftCursor = ^uint64(0)
 
 	slSeq  = 0
 	slLen  = 8
@@ -183,6 +187,9 @@ func (r *ring) reader(i int, spin spinner) (*RingReader, error) {
 	}
 	cursor := r.u64(line + rdCursor)
 	rel := atomic.LoadUint64(cursor)
+	if rel == leftCursor {
+		return nil, fmt.Errorf("channel %s: reader %d has left: %w", r.name, i, ErrChannelClosed)
+	}
 	return &RingReader{r: r, idx: i, base: base, cursor: cursor, next: rel, released: rel,
 		pending: make([]bool, r.k), ov: r.newROv(), sp: spin}, nil
 }
@@ -222,12 +229,15 @@ func (w *RingWriter) Reserve(ctx context.Context, n int) ([]byte, error) {
 	case w.r.isClosed():
 		return nil, ErrChannelClosed
 	}
-	if w.seq-w.minRead >= w.r.k {
+	if w.seq-w.minRead >= w.r.k || w.minRead == leftCursor {
 		w.minRead = w.slowest()
 		if w.seq-w.minRead >= w.r.k {
 			if err := w.waitSpace(ctx); err != nil {
 				return nil, err
 			}
+		}
+		if w.minRead == leftCursor {
+			return nil, fmt.Errorf("channel %s: write: every reader has left: %w", w.r.name, ErrChannelClosed)
 		}
 	}
 	slot := int(w.seq % w.r.k)
@@ -243,8 +253,10 @@ func (w *RingWriter) Reserve(ctx context.Context, n int) ([]byte, error) {
 	return buf, nil
 }
 
+// slowest returns the slowest reader's cursor, or leftCursor when every
+// reader has left.
 func (w *RingWriter) slowest() uint64 {
-	m := w.seq
+	m := leftCursor
 	for i := 0; i < w.r.readers; i++ {
 		if c := atomic.LoadUint64(w.r.u64(w.r.readerLine(i) + rdCursor)); c < m {
 			m = c
@@ -256,7 +268,7 @@ func (w *RingWriter) slowest() uint64 {
 func (w *RingWriter) waitSpace(ctx context.Context) error {
 	ready := func() bool {
 		w.minRead = w.slowest()
-		return w.seq-w.minRead < w.r.k
+		return w.minRead == leftCursor || w.seq-w.minRead < w.r.k
 	}
 	var peer func() error
 	if w.r.liveness {
@@ -270,7 +282,7 @@ func (w *RingWriter) waitSpace(ctx context.Context) error {
 func (w *RingWriter) lagging() error {
 	for i := 0; i < w.r.readers; i++ {
 		line := w.r.readerLine(i)
-		if w.seq-atomic.LoadUint64(w.r.u64(line+rdCursor)) < w.r.k {
+		if c := atomic.LoadUint64(w.r.u64(line + rdCursor)); c == leftCursor || w.seq-c < w.r.k {
 			continue
 		}
 		p := w.r.proc(line+rdPID, line+rdStart)
@@ -287,7 +299,7 @@ func (w *RingWriter) Commit(kind Kind) error {
 	if !w.reserved {
 		return fmt.Errorf("channel %s: Commit without Reserve: %w", w.r.name, errs.ErrBadArgument)
 	}
-	if !kind.valid() {
+	if kind != KindData && kind != KindError {
 		return fmt.Errorf("channel %s: Commit(%v): %w: want KindData or KindError", w.r.name, kind, errs.ErrBadArgument)
 	}
 	p := w.slot(w.seq)
@@ -488,7 +500,9 @@ func (rd *RingReader) Close() error {
 	if rd.closed {
 		return nil
 	}
-	rd.r.close()
+	atomic.StoreUint64(rd.cursor, leftCursor)
+	atomic.AddUint32(rd.r.u32(offSpaceWord), 1)
+	rd.r.parker.unpark(spaceWord, rd.r.u32(offSpaceWord))
 	rd.closed = true
 	rd.ov.close()
 	rd.r.unref()

@@ -79,19 +79,33 @@ type Child struct {
 // if it is still running.
 func StartChild(t testing.TB, role string, args ...string) *Child {
 	t.Helper()
+	return StartChildFiles(t, nil, role, args...)
+}
+
+// StartChildFiles is StartChild with descriptors passed to the child: files[i]
+// becomes descriptor 3+i there.
+func StartChildFiles(t testing.TB, files []*os.File, role string, args ...string) *Child {
+	t.Helper()
 	cmd, err := reexec.Command(role, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := cmd.StdoutPipe()
+	cmd.ExtraFiles = files
+	// A plain pipe, not cmd.StdoutPipe: Wait closes that one as soon as the
+	// child exits, losing output not yet read.
+	out, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	cmd.Stdout = pw
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		out.Close()
 		t.Fatalf("start child %s: %v", role, err)
 	}
 	// Record the child so its segments count as ours in the leak check.
@@ -108,6 +122,7 @@ func StartChild(t testing.TB, role string, args ...string) *Child {
 	t.Cleanup(func() {
 		c.Kill()
 		<-c.done
+		out.Close()
 	})
 	return c
 }
