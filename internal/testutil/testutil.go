@@ -32,8 +32,9 @@ var (
 //	func TestMain(m *testing.M) { testutil.Main(m) }
 //
 // In a re-executed child it runs the child's role and exits. Otherwise it
-// runs the tests, then fails the run if goroutines leaked or if /dev/shm
-// still holds a segment owned by this process or by a child it started.
+// runs the tests, then fails the run if goroutines leaked, if a child it
+// started still runs, or if /dev/shm still holds a segment owned by this
+// process or by one of its children.
 func Main(m *testing.M, ignore ...goleak.Option) {
 	reexec.Init()
 	code := m.Run()
@@ -42,12 +43,28 @@ func Main(m *testing.M, ignore ...goleak.Option) {
 			fmt.Fprintf(os.Stderr, "testutil: goroutines leaked:\n%v\n", err)
 			code = 1
 		}
+		if alive := liveChildren(); len(alive) > 0 {
+			fmt.Fprintf(os.Stderr, "testutil: child processes still running: %v\n", alive)
+			code = 1
+		}
 		if left := leftoverSegments(); len(left) > 0 {
 			fmt.Fprintf(os.Stderr, "testutil: shared memory left in %s: %v\n", shm.Dir, left)
 			code = 1
 		}
 	}
 	os.Exit(code)
+}
+
+func liveChildren() []shm.Process {
+	childMu.Lock()
+	defer childMu.Unlock()
+	var alive []shm.Process
+	for _, p := range children {
+		if p.Alive() {
+			alive = append(alive, p)
+		}
+	}
+	return alive
 }
 
 func leftoverSegments() []string {
