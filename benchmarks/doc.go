@@ -1,0 +1,40 @@
+// Package benchmarks holds goray's microbenchmarks and the baselines a user
+// would otherwise pick (gRPC, a Unix socket, Go channels, memcpy), measured
+// in the same run so that every headline figure has its baseline beside it.
+//
+// # Cases and rows
+//
+// A Case is one benchmark, named as `go test -bench` names it without the
+// "Benchmark" prefix ("ChannelRoundTrip/shm/64B"). Its body runs under a
+// *testing.B (Case.Run, or Measure, which the CLI uses through
+// testing.Benchmark) or for a fixed number of iterations (Case.RunN, which
+// the package's tests use so that `go test ./...` exercises every peer).
+//
+// A Row compares one case with a baseline case and says what target the
+// comparison must meet (DESIGN.md §7). `goray microbenchmark` measures the
+// cases the selected rows need, each once, and prints the rows as a table
+// or as JSON. Later work adds cases with Register and rows with
+// RegisterRow, from init.
+//
+// # Peers
+//
+// Cross-process cases run their other end in a peer: a process of the same
+// binary (the test binary under `go test`, the goray binary under the CLI),
+// started through internal/reexec with a role registered in this package's
+// init. Both mains call reexec.Init first. The benchmarking process creates
+// every shared-memory segment and unlinks it when the case ends; a peer owns
+// none. A peer exits when its channel is closed, when its stdin reaches EOF
+// (the benchmarking process closed it or died), and, as a last resort, by
+// SIGKILL when its parent dies.
+//
+// # Case names
+//
+// The names are fixed: later work is compared against them.
+//
+//	ChannelRoundTrip/{shm,inproc,tcp,grpc,unixsock,gochan}/{64B,4KiB,1MiB}
+//	    one op is one ping-pong round trip; reports p50-ns and p99-ns
+//	ChannelThroughput/{shm,inproc,tcp}/{64B,1MiB}, ChannelThroughput/gochan/64B
+//	    one-way streaming; reports bytes/s (SetBytes) and msgs/s
+//	Memcpy/1MiB
+//	    copy() of 1 MiB: the bandwidth baseline
+package benchmarks

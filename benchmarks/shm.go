@@ -1,0 +1,230 @@
+package benchmarks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/goray/goray/channel"
+	"github.com/goray/goray/internal/reexec"
+)
+
+// Peer roles of the shared-memory cases.
+const (
+	roleShmEcho = "benchmarks.shm-echo" // args: ping ring, pong ring
+	roleShmSink = "benchmarks.shm-sink" // args: ring
+)
+
+func init() {
+	reexec.Register(roleShmEcho, peerRole(roleShmEcho, shmEchoMain))
+	reexec.Register(roleShmSink, peerRole(roleShmSink, shmSinkMain))
+}
+
+var ringSeq atomic.Uint64
+
+// newShmRing creates a one-reader shared-memory ring with a recognisable
+// label for messages of size bytes.
+func newShmRing(what string, size int) (*channel.Ring, error) {
+	label := "bench." + strconv.FormatUint(ringSeq.Add(1), 10) + "." + what
+	return channel.NewShm(label, 1, ringOptions(size)...)
+}
+
+// shmConn is a round trip through two shared-memory rings, echoed by a peer
+// process that opens them by name.
+type shmConn struct {
+	chanConn
+	pingRing, pongRing *channel.Ring
+	w                  *channel.RingWriter
+	r                  *channel.RingReader
+	peer               *peer
+}
+
+func openShm(ctx context.Context, size int) (rt roundTripper, err error) {
+	c := &shmConn{}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	if c.pingRing, err = newShmRing("ping", size); err != nil {
+		return nil, err
+	}
+	if c.pongRing, err = newShmRing("pong", size); err != nil {
+		return nil, err
+	}
+	if c.w, err = c.pingRing.Writer(); err != nil {
+		return nil, err
+	}
+	if c.r, err = c.pongRing.Reader(0); err != nil {
+		return nil, err
+	}
+	c.chanConn = chanConn{ping: c.w, pong: c.r}
+	if c.peer, err = startPeer(roleShmEcho, c.pingRing.Name(), c.pongRing.Name()); err != nil {
+		return nil, err
+	}
+	if _, err = c.peer.expect("ready", peerStartTimeout); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close tears the rings down (which ends the peer's echo loop), unlinks
+// them, and waits for the peer.
+func (c *shmConn) Close() error {
+	var errs []error
+	if c.w != nil {
+		errs = append(errs, c.w.Close())
+	}
+	if c.r != nil {
+		errs = append(errs, c.r.Close())
+	}
+	if c.pingRing != nil {
+		errs = append(errs, c.pingRing.Close())
+	}
+	if c.pongRing != nil {
+		errs = append(errs, c.pongRing.Close())
+	}
+	if c.peer != nil {
+		errs = append(errs, c.peer.stop())
+	}
+	return errors.Join(errs...)
+}
+
+func shmEchoMain(args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("want 2 arguments (ping and pong ring names), got %q", args)
+	}
+	ping, err := channel.OpenShm(args[0])
+	if err != nil {
+		return err
+	}
+	defer ping.Close()
+	pong, err := channel.OpenShm(args[1])
+	if err != nil {
+		return err
+	}
+	defer pong.Close()
+	in, err := ping.Reader(0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := pong.Writer()
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	say("ready")
+	return echo(context.Background(), in, out)
+}
+
+// sink reads every message until the stream ends, touching the first and
+// last byte of each zero-copy view, and returns how many it read and the
+// sum of the bytes it touched.
+func sink(ctx context.Context, in channel.Reader) (n int, sum uint64, err error) {
+	for {
+		m, err := in.Read(ctx)
+		if errors.Is(err, channel.ErrChannelClosed) {
+			return n, sum, nil
+		}
+		if err != nil {
+			return n, sum, err
+		}
+		if len(m.Data) > 0 {
+			sum += uint64(m.Data[0]) + uint64(m.Data[len(m.Data)-1])
+		}
+		m.Release()
+		n++
+	}
+}
+
+func shmSinkMain(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("want 1 argument (the ring's name), got %q", args)
+	}
+	ring, err := channel.OpenShm(args[0])
+	if err != nil {
+		return err
+	}
+	defer ring.Close()
+	in, err := ring.Reader(0)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	say("ready")
+	n, sum, err := sink(context.Background(), in)
+	if err != nil {
+		return err
+	}
+	say("done %d %d", n, sum)
+	return nil
+}
+
+// shmStream streams to a peer process through one shared-memory ring.
+type shmStream struct {
+	ring *channel.Ring
+	w    *channel.RingWriter
+	peer *peer
+}
+
+func openShmStream(_ context.Context, size int) (s stream, err error) {
+	c := &shmStream{}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	if c.ring, err = newShmRing("stream", size); err != nil {
+		return nil, err
+	}
+	if c.w, err = c.ring.Writer(); err != nil {
+		return nil, err
+	}
+	if c.peer, err = startPeer(roleShmSink, c.ring.Name()); err != nil {
+		return nil, err
+	}
+	if _, err = c.peer.expect("ready", peerStartTimeout); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *shmStream) Send(ctx context.Context, p []byte) error { return c.w.Write(ctx, p) }
+
+func (c *shmStream) Finish(ctx context.Context) (int, error) {
+	if err := c.w.CloseWrite(ctx); err != nil {
+		return 0, err
+	}
+	return readDone(c.peer)
+}
+
+func (c *shmStream) Close() error {
+	var errs []error
+	if c.w != nil {
+		errs = append(errs, c.w.Close())
+	}
+	if c.ring != nil {
+		errs = append(errs, c.ring.Close())
+	}
+	if c.peer != nil {
+		errs = append(errs, c.peer.stop())
+	}
+	return errors.Join(errs...)
+}
+
+// readDone reads a sink peer's acknowledgement: "done <messages> <sum>".
+func readDone(p *peer) (int, error) {
+	rest, err := p.expect("done", runLimit)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var sum uint64
+	if _, err := fmt.Sscan(rest, &n, &sum); err != nil {
+		return 0, fmt.Errorf("peer %s: bad acknowledgement %q: %w", p.role, rest, err)
+	}
+	return n, nil
+}

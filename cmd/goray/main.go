@@ -1,0 +1,50 @@
+// Command goray is goray's command-line tool. Today it runs the
+// microbenchmarks (`goray microbenchmark`) and prints its version; the
+// cluster commands of DESIGN.md §2 (start, stop, status, list, timeline)
+// join it later.
+//
+// The binary also serves as its own peer: a benchmark whose other end is a
+// process re-executes this binary in a role (internal/reexec), which is why
+// main calls reexec.Init before anything else.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	_ "github.com/goray/goray/benchmarks" // registers the peer roles, before reexec.Init runs one
+	"github.com/goray/goray/internal/reexec"
+)
+
+func main() {
+	reexec.Init()
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "goray:", err)
+		os.Exit(1)
+	}
+}
+
+// run executes the command line args, writing results to stdout and
+// progress to stderr.
+func run(args []string, stdout, stderr io.Writer) error {
+	root := newRootCmd()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	return root.Execute()
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "goray",
+		Short: "goray is Ray Core in Go: tasks, actors, a shared-memory object store and compiled graphs",
+		// Errors are printed once, as one line, by main.
+		SilenceErrors: true,
+		SilenceUsage:  true,
+	}
+	root.AddCommand(newMicrobenchmarkCmd(), newVersionCmd())
+	return root
+}
