@@ -19,20 +19,32 @@ const pollInterval = 50 * time.Millisecond
 // minSpin is the floor of the adaptive spin budget.
 const minSpin = 500 * time.Nanosecond
 
-// spinner is an endpoint's adaptive spin budget: halved each time a spin
-// ends without the condition (the peer is slow, spinning only burns a core
-// that someone else may need), doubled up to max each time it succeeds.
+// spinner is an endpoint's adaptive spin budget. A spin that ends with
+// the condition met restores the full budget: the peer is fast, and one
+// hiccup must not push this end onto the futex path, where every message
+// would cost a wake-up. A spin that fails halves the budget, down to
+// minSpin: the peer is slow, and spinning only takes a core it may need.
+// Every probeEvery-th wait below the full budget spins the full budget
+// anyway, so an end stuck at the floor finds out when its peer speeds up.
 type spinner struct {
 	max, cur time.Duration
+	waits    uint32
 }
+
+const probeEvery = 16
 
 func newSpinner(max time.Duration) spinner { return spinner{max: max, cur: max} }
 
-func (s *spinner) succeeded() {
-	if s.cur < s.max {
-		s.cur = min(s.max, 2*s.cur)
+// budget is how long the next wait may spin.
+func (s *spinner) budget() time.Duration {
+	s.waits++
+	if s.cur < s.max && s.waits%probeEvery == 0 {
+		return s.max
 	}
+	return s.cur
 }
+
+func (s *spinner) succeeded() { s.cur = s.max }
 
 func (s *spinner) failed() {
 	if s.cur > minSpin {
@@ -125,8 +137,8 @@ func (r *ring) waitFor(ctx context.Context, sp *spinner, w wordID, word, sleeper
 	start := time.Now()
 	done := ctx.Done()
 	deadline, hasDeadline := ctx.Deadline()
-	if sp.cur > 0 && sp.max > 0 {
-		budget := sp.cur
+	if sp.max > 0 {
+		budget := sp.budget()
 		for i := 1; ; i++ {
 			if ready() {
 				sp.succeeded()
@@ -136,6 +148,12 @@ func (r *ring) waitFor(ctx context.Context, sp *spinner, w wordID, word, sleeper
 				return ErrChannelClosed
 			}
 			shm.Pause(1)
+			// Every 64 turns (about 2 µs: a pause costs tens of ns):
+			// check the clock and ctx, and yield the P. The yield
+			// matters: a goroutine this one woke waits in this P's
+			// runnext slot, and would otherwise run only when the spin
+			// ends, or when another P steals it (which waits 3 µs
+			// first).
 			if i&63 == 0 {
 				if time.Since(start) > budget {
 					break
@@ -147,9 +165,7 @@ func (r *ring) waitFor(ctx context.Context, sp *spinner, w wordID, word, sleeper
 					default:
 					}
 				}
-				if i&1023 == 0 {
-					runtime.Gosched() // let goroutines sharing this P run
-				}
+				runtime.Gosched()
 			}
 		}
 		sp.failed()
