@@ -84,12 +84,14 @@ func TestPeerExitsOnStdinEOF(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := s.(*shmStream)
+	c := s.(*sinkStream)
 	if err := c.peer.stop(); err != nil {
 		t.Fatalf("peer after stdin EOF: %v", err)
 	}
-	c.w.Close()
-	c.ring.Close()
+	c.peer = nil
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestPeerDeathFailsTheBenchmark kills a shared-memory echo peer: the next

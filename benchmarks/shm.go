@@ -163,51 +163,54 @@ func shmSinkMain(args []string) error {
 	return nil
 }
 
-// shmStream streams to a peer process through one shared-memory ring.
-type shmStream struct {
-	ring *channel.Ring
-	w    *channel.RingWriter
-	peer *peer
+func openShmStream(_ context.Context, size int) (s stream, err error) {
+	ring, err := newShmRing("stream", size)
+	if err != nil {
+		return nil, err
+	}
+	w, err := ring.Writer()
+	if err != nil {
+		ring.Close()
+		return nil, err
+	}
+	return startSinkStream(w, ring.Close, roleShmSink, ring.Name())
 }
 
-func openShmStream(_ context.Context, size int) (s stream, err error) {
-	c := &shmStream{}
-	defer func() {
-		if err != nil {
-			c.Close()
-		}
-	}()
-	if c.ring, err = newShmRing("stream", size); err != nil {
-		return nil, err
+// sinkStream streams through a channel writer to a sink peer process.
+type sinkStream struct {
+	w     channel.Writer
+	after func() error // releases what the transport holds beside w
+	peer  *peer
+}
+
+// startSinkStream starts the sink peer role with args and waits until it
+// is ready. On failure it closes w and calls after.
+func startSinkStream(w channel.Writer, after func() error, role string, args ...string) (*sinkStream, error) {
+	c := &sinkStream{w: w, after: after}
+	var err error
+	if c.peer, err = startPeer(role, args...); err == nil {
+		_, err = c.peer.expect("ready", peerStartTimeout)
 	}
-	if c.w, err = c.ring.Writer(); err != nil {
-		return nil, err
-	}
-	if c.peer, err = startPeer(roleShmSink, c.ring.Name()); err != nil {
-		return nil, err
-	}
-	if _, err = c.peer.expect("ready", peerStartTimeout); err != nil {
+	if err != nil {
+		c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *shmStream) Send(ctx context.Context, p []byte) error { return c.w.Write(ctx, p) }
+func (c *sinkStream) Send(ctx context.Context, p []byte) error { return c.w.Write(ctx, p) }
 
-func (c *shmStream) Finish(ctx context.Context) (int, error) {
+func (c *sinkStream) Finish(ctx context.Context) (int, error) {
 	if err := c.w.CloseWrite(ctx); err != nil {
 		return 0, err
 	}
 	return readDone(c.peer)
 }
 
-func (c *shmStream) Close() error {
-	var errs []error
-	if c.w != nil {
-		errs = append(errs, c.w.Close())
-	}
-	if c.ring != nil {
-		errs = append(errs, c.ring.Close())
+func (c *sinkStream) Close() error {
+	errs := []error{c.w.Close()}
+	if c.after != nil {
+		errs = append(errs, c.after())
 	}
 	if c.peer != nil {
 		errs = append(errs, c.peer.stop())

@@ -91,48 +91,12 @@ func tcpEchoMain(args []string) error {
 	return echo(context.Background(), in, out)
 }
 
-// tcpStream streams to a peer process through a TCP channel.
-type tcpStream struct {
-	w    *channel.TCPWriter
-	peer *peer
-}
-
-func openTCPStream(_ context.Context, _ int) (s stream, err error) {
-	c := &tcpStream{}
-	defer func() {
-		if err != nil {
-			c.Close()
-		}
-	}()
-	if c.w, err = channel.ListenTCP(loopback, 1); err != nil {
+func openTCPStream(_ context.Context, _ int) (stream, error) {
+	w, err := channel.ListenTCP(loopback, 1)
+	if err != nil {
 		return nil, err
 	}
-	if c.peer, err = startPeer(roleTCPSink, c.w.Addr()); err != nil {
-		return nil, err
-	}
-	if _, err = c.peer.expect("ready", peerStartTimeout); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
-
-func (c *tcpStream) Send(ctx context.Context, p []byte) error { return c.w.Write(ctx, p) }
-
-func (c *tcpStream) Finish(ctx context.Context) (int, error) {
-	if err := c.w.CloseWrite(ctx); err != nil {
-		return 0, err
-	}
-	return readDone(c.peer)
-}
-
-func (c *tcpStream) Close() error {
-	if c.w != nil {
-		c.w.Close()
-	}
-	if c.peer != nil {
-		return c.peer.stop()
-	}
-	return nil
+	return startSinkStream(w, nil, roleTCPSink, w.Addr())
 }
 
 func tcpSinkMain(args []string) error {

@@ -300,8 +300,16 @@ func (w *RingWriter) Commit(kind Kind) error {
 		return fmt.Errorf("channel %s: Commit without Reserve: %w", w.r.name, errs.ErrBadArgument)
 	}
 	if kind != KindData && kind != KindError {
-		return fmt.Errorf("channel %s: Commit(%v): %w: want KindData or KindError", w.r.name, kind, errs.ErrBadArgument)
+		return fmt.Errorf("channel %s: Commit(%v): %w: want KindData or KindError (CloseWrite ends the stream)", w.r.name, kind, errs.ErrBadArgument)
 	}
+	w.publish(kind)
+	return nil
+}
+
+// publish sends the reserved slot as a message of the given kind: the
+// slot's seq store makes it visible, then sleeping readers, if any, are
+// woken.
+func (w *RingWriter) publish(kind Kind) {
 	p := w.slot(w.seq)
 	*(*uint64)(unsafe.Add(p, slLen)) = uint64(w.resN)
 	*(*uint32)(unsafe.Add(p, slKind)) = uint32(kind)
@@ -313,31 +321,14 @@ func (w *RingWriter) Commit(kind Kind) error {
 		atomic.AddUint32(w.r.u32(offDataWord), 1)
 		w.r.parker.unpark(dataWord, w.r.u32(offDataWord))
 	}
-	return nil
 }
 
 // Write implements Writer.
-func (w *RingWriter) Write(ctx context.Context, p []byte) error {
-	buf, err := w.Reserve(ctx, len(p))
-	if err != nil {
-		return err
-	}
-	copy(buf, p)
-	return w.Commit(KindData)
-}
+func (w *RingWriter) Write(ctx context.Context, p []byte) error { return send(ctx, w, KindData, p) }
 
 // WriteError implements Writer.
 func (w *RingWriter) WriteError(ctx context.Context, e error) error {
-	if e == nil {
-		return fmt.Errorf("channel %s: WriteError(nil): %w", w.r.name, errs.ErrBadArgument)
-	}
-	msg := e.Error()
-	buf, err := w.Reserve(ctx, len(msg))
-	if err != nil {
-		return err
-	}
-	copy(buf, msg)
-	return w.Commit(KindError)
+	return sendError(ctx, w, e, w.r.name)
 }
 
 // CloseWrite implements Writer.
@@ -345,17 +336,8 @@ func (w *RingWriter) CloseWrite(ctx context.Context) error {
 	if _, err := w.Reserve(ctx, 0); err != nil {
 		return err
 	}
-	w.resGen = 0
-	p := w.slot(w.seq)
-	*(*uint64)(unsafe.Add(p, slLen)) = 0
-	*(*uint32)(unsafe.Add(p, slKind)) = uint32(KindClose)
-	*(*uint32)(unsafe.Add(p, slGen)) = 0
-	atomic.StoreUint64((*uint64)(unsafe.Add(p, slSeq)), w.seq+1)
-	w.seq++
-	w.reserved = false
+	w.publish(KindClose)
 	w.finished = true
-	atomic.AddUint32(w.r.u32(offDataWord), 1)
-	w.r.parker.unpark(dataWord, w.r.u32(offDataWord))
 	return nil
 }
 
@@ -481,6 +463,24 @@ func (rd *RingReader) release(seq uint64) {
 // and releases it. An in-band error message is returned as its error.
 func (rd *RingReader) Recv(ctx context.Context, dst []byte) ([]byte, error) {
 	return recv(ctx, rd, dst)
+}
+
+// send is Write for any writer: Reserve, copy, Commit.
+func send(ctx context.Context, w Writer, kind Kind, p []byte) error {
+	buf, err := w.Reserve(ctx, len(p))
+	if err != nil {
+		return err
+	}
+	copy(buf, p)
+	return w.Commit(kind)
+}
+
+// sendError is WriteError for any writer: the error's text, in-band.
+func sendError(ctx context.Context, w Writer, e error, name string) error {
+	if e == nil {
+		return fmt.Errorf("channel %s: WriteError(nil): %w", name, errs.ErrBadArgument)
+	}
+	return send(ctx, w, KindError, []byte(e.Error()))
 }
 
 func recv(ctx context.Context, r Reader, dst []byte) ([]byte, error) {

@@ -649,27 +649,11 @@ func tryWrite(rc syscall.RawConn, b []byte) (int, error) {
 }
 
 // Write implements Writer.
-func (w *TCPWriter) Write(ctx context.Context, p []byte) error {
-	buf, err := w.Reserve(ctx, len(p))
-	if err != nil {
-		return err
-	}
-	copy(buf, p)
-	return w.Commit(KindData)
-}
+func (w *TCPWriter) Write(ctx context.Context, p []byte) error { return send(ctx, w, KindData, p) }
 
 // WriteError implements Writer.
 func (w *TCPWriter) WriteError(ctx context.Context, e error) error {
-	if e == nil {
-		return fmt.Errorf("channel: tcp %s: WriteError(nil): %w", w.addr, errs.ErrBadArgument)
-	}
-	msg := e.Error()
-	buf, err := w.Reserve(ctx, len(msg))
-	if err != nil {
-		return err
-	}
-	copy(buf, msg)
-	return w.Commit(KindError)
+	return sendError(ctx, w, e, "tcp "+w.addr)
 }
 
 // CloseWrite implements Writer.
