@@ -164,6 +164,7 @@ func (r *ring) writer(spin spinner) (*RingWriter, error) {
 		return nil, err
 	}
 	if err := r.attach(offWriterPID, offWriterStart, "writer"); err != nil {
+		r.unref()
 		return nil, err
 	}
 	return &RingWriter{r: r, base: base, ov: r.newWOv(), sp: spin}, nil
@@ -183,13 +184,11 @@ func (r *ring) reader(i int, spin spinner) (*RingReader, error) {
 	}
 	line := r.readerLine(i)
 	if err := r.attach(line+rdPID, line+rdStart, fmt.Sprintf("reader %d", i)); err != nil {
+		r.unref()
 		return nil, err
 	}
 	cursor := r.u64(line + rdCursor)
 	rel := atomic.LoadUint64(cursor)
-	if rel == leftCursor {
-		return nil, fmt.Errorf("channel %s: reader %d has left: %w", r.name, i, ErrChannelClosed)
-	}
 	return &RingReader{r: r, idx: i, base: base, cursor: cursor, next: rel, released: rel,
 		pending: make([]bool, r.k), ov: r.newROv(), sp: spin}, nil
 }

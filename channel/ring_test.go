@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime/debug"
 	"sync"
 	"testing"
@@ -432,4 +433,37 @@ func verifyStream(ctx context.Context, rd channel.Reader, seed uint64, sizes []i
 		return fmt.Errorf("after the stream: want ErrChannelClosed, got %v", err)
 	}
 	return nil
+}
+
+// TestShmNoMappingLeft: once every end and handle is closed, including ends
+// whose opening failed, nothing of the ring stays mapped.
+func TestShmNoMappingLeft(t *testing.T) {
+	ctx := ctxTimeout(t, 10*time.Second)
+	r, err := channel.NewShm("maps", 1, channel.SlotSize(64))
+	require.NoError(t, err)
+	name := r.Name()
+	w, err := r.Writer()
+	require.NoError(t, err)
+	_, err = r.Writer()
+	require.Error(t, err)
+	rd, err := r.Reader(0)
+	require.NoError(t, err)
+	_, err = r.Reader(0)
+	require.Error(t, err)
+	require.NoError(t, w.Write(ctx, make([]byte, 1000))) // an overflow segment, mapped by both ends
+	got, err := rd.Recv(ctx, nil)
+	require.NoError(t, err)
+	require.Len(t, got, 1000)
+	assert.Contains(t, mappings(t), name)
+
+	require.NoError(t, rd.Close())
+	require.NoError(t, w.Close())
+	require.NoError(t, r.Close())
+	assert.NotContains(t, mappings(t), name)
+}
+
+func mappings(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/maps")
+	require.NoError(t, err)
+	return string(b)
 }
