@@ -51,8 +51,9 @@
 // someone sleeps, so a busy pipeline makes no system calls at all: a handoff
 // between spinning processes costs well under a microsecond, a futex wake
 // tens. The budget halves each time spinning fails (the peer is slow and a
-// spinning waiter would only take a core it needs) and doubles back when it
-// succeeds. Every sleep is bounded, and a sleeper checks whether the process
+// spinning waiter would only take a core it needs), returns to the full
+// budget when a spin succeeds, and is probed in full now and then, so an end
+// finds out when its peer speeds up. Every sleep is bounded, and a sleeper checks whether the process
 // it waits for still runs: a writer waiting on a reader killed with kill -9,
 // or a reader waiting on a dead writer, gets ErrPeerDied instead of a hang.
 //
