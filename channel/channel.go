@@ -133,6 +133,9 @@ const (
 	DefaultSlotSize = 64 << 10
 	// MaxReaders bounds the readers of one ring.
 	MaxReaders = 1024
+
+	maxSlots    = 1 << 16
+	maxSlotSize = 1 << 30
 )
 
 // DefaultSpin is how long a blocked call spins (with a pause instruction)
@@ -211,9 +214,9 @@ func (c config) validate(readers int) error {
 	switch {
 	case readers < 1 || readers > MaxReaders:
 		return fmt.Errorf("channel: %d readers: %w: want 1 to %d", readers, errs.ErrBadArgument, MaxReaders)
-	case c.slots < 1 || c.slots > 1<<16:
-		return fmt.Errorf("channel: Slots(%d): %w: want 1 to 65536", c.slots, errs.ErrBadArgument)
-	case c.slotSize < 0 || c.slotSize > 1<<30:
+	case c.slots < 1 || c.slots > maxSlots:
+		return fmt.Errorf("channel: Slots(%d): %w: want 1 to %d", c.slots, errs.ErrBadArgument, maxSlots)
+	case c.slotSize < 0 || c.slotSize > maxSlotSize:
 		return fmt.Errorf("channel: SlotSize(%d): %w: want 0 to 1 GiB (larger messages overflow the slot and still work)", c.slotSize, errs.ErrBadArgument)
 	case c.maxMessage < 1:
 		return fmt.Errorf("channel: MaxMessageSize(%d): %w: want 1 or more", c.maxMessage, errs.ErrBadArgument)

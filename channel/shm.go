@@ -1,6 +1,7 @@
 package channel
 
 import (
+	"encoding/binary"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -71,7 +72,8 @@ func NewShm(label string, readers int, opts ...Option) (*Ring, error) {
 		return nil, fmt.Errorf("channel: %w", err)
 	}
 	initHeader(unsafe.Pointer(&hdr[0]), name, readers, cfg.slots, cfg.slotSize, total)
-	return newShmRing(seg, hdr, cfg.spin, true), nil
+	shape := ringShape{readers: readers, slots: cfg.slots, slotSize: cfg.slotSize, headerSize: int64(hdrSize), name: name}
+	return newShmRing(seg, hdr, shape, cfg.spin, true), nil
 }
 
 // OpenShm opens a shared-memory ring created by NewShm, usually in another
@@ -97,49 +99,73 @@ func OpenShmFD(fd int, opts ...Option) (*Ring, error) {
 
 func openSeg(seg *shm.Segment, what string, opts []Option) (*Ring, error) {
 	cfg := newConfig(opts)
-	fail := func(format string, args ...any) (*Ring, error) {
+	fail := func(err error) (*Ring, error) {
 		seg.Close()
-		return nil, fmt.Errorf("channel: open %s: "+format, append([]any{what}, args...)...)
+		return nil, fmt.Errorf("channel: open %s: %w", what, err)
 	}
 	if seg.Size() < int64(headerSize(1)) {
-		return fail("%d bytes is too small to be a ring", seg.Size())
+		return fail(fmt.Errorf("%d bytes is too small to be a ring", seg.Size()))
 	}
-	hdr, err := seg.Map(0, int64(shm.PageSize), false)
+	// Validate a private copy: the shape used from here on is the one
+	// checked, whatever another process writes into the header later.
+	page, err := seg.Map(0, int64(shm.PageSize), false)
 	if err != nil {
-		return fail("%w", err)
+		return fail(err)
 	}
-	r := ring{hdr: unsafe.Pointer(&hdr[0])}
-	magic, version := *r.u64(offMagic), *r.u32(offVersion)
-	readers, slots, slotSize := int(*r.u32(offReaders)), int(*r.u32(offSlots)), int(*r.u32(offSlotSize))
-	hsize, total, nameLen := int64(*r.u64(offHeaderSize)), int64(*r.u64(offTotalSize)), int(*r.u32(offNameLen))
-	shm.Unmap(hdr)
-	switch {
-	case magic != ringMagic:
-		return fail("not a goray ring (magic %#x)", magic)
-	case version != ringVersion:
-		return fail("ring format version %d, this build reads version %d: use the same goray build on both ends", version, ringVersion)
-	case readers < 1 || readers > MaxReaders || slots < 1 || slotSize < 0 || nameLen > maxNameLen:
-		return fail("corrupt header (readers %d, slots %d, slot size %d)", readers, slots, slotSize)
-	case hsize != int64(headerSize(readers)) || total != seg.Size() ||
-		total < hsize+int64(slots)*int64(slotStride(slotSize)):
-		return fail("corrupt header: sizes %d/%d do not match a segment of %d bytes", hsize, total, seg.Size())
-	}
-	hdr, err = seg.Map(0, hsize, true)
+	first := append([]byte(nil), page...)
+	shm.Unmap(page)
+	shape, err := parseHeader(first, seg.Size())
 	if err != nil {
-		return fail("%w", err)
+		return fail(err)
 	}
-	return newShmRing(seg, hdr, cfg.spin, false), nil
+	hdr, err := seg.Map(0, shape.headerSize, true)
+	if err != nil {
+		return fail(err)
+	}
+	return newShmRing(seg, hdr, shape, cfg.spin, false), nil
 }
 
-func newShmRing(seg *shm.Segment, hdr []byte, spin time.Duration, owner bool) *Ring {
+// ringShape is what a ring's header says about it, once checked.
+type ringShape struct {
+	readers, slots, slotSize int
+	headerSize               int64
+	name                     string
+}
+
+// parseHeader checks the first page of a ring segment of size bytes: the
+// decoder of what another process wrote (FuzzRingHeader).
+func parseHeader(b []byte, size int64) (ringShape, error) {
+	if len(b) < offName+maxNameLen {
+		return ringShape{}, fmt.Errorf("header of %d bytes is too short", len(b))
+	}
+	u32 := func(off int) uint32 { return binary.NativeEndian.Uint32(b[off:]) }
+	u64 := func(off int) uint64 { return binary.NativeEndian.Uint64(b[off:]) }
+	magic, version := u64(offMagic), u32(offVersion)
+	readers, slots, slotSize := u32(offReaders), u32(offSlots), u32(offSlotSize)
+	hsize, total, nameLen := u64(offHeaderSize), u64(offTotalSize), u32(offNameLen)
+	switch {
+	case magic != ringMagic:
+		return ringShape{}, fmt.Errorf("not a goray ring (magic %#x)", magic)
+	case version != ringVersion:
+		return ringShape{}, fmt.Errorf("ring format version %d, this build reads version %d: use the same goray build on both ends", version, ringVersion)
+	case readers < 1 || readers > MaxReaders || slots < 1 || slots > maxSlots || slotSize > maxSlotSize || nameLen > maxNameLen:
+		return ringShape{}, fmt.Errorf("corrupt header (readers %d, slots %d, slot size %d, name length %d)", readers, slots, slotSize, nameLen)
+	}
+	// Bounded above, so none of these products overflows.
+	sh := ringShape{readers: int(readers), slots: int(slots), slotSize: int(slotSize), headerSize: int64(headerSize(int(readers))),
+		name: string(b[offName : offName+int(nameLen)])}
+	if hsize != uint64(sh.headerSize) || total != uint64(size) || int64(total) < sh.headerSize+int64(sh.slots)*int64(slotStride(sh.slotSize)) {
+		return ringShape{}, fmt.Errorf("corrupt header: sizes %d/%d do not match a segment of %d bytes", hsize, total, size)
+	}
+	return sh, nil
+}
+
+func newShmRing(seg *shm.Segment, hdr []byte, shape ringShape, spin time.Duration, owner bool) *Ring {
 	rg := &Ring{seg: seg, hdrMem: hdr, spin: spin, owner: owner}
-	r := &ring{hdr: unsafe.Pointer(&hdr[0]), parker: futexParker{}, liveness: true}
-	r.readers = int(*r.u32(offReaders))
-	r.k = uint64(*r.u32(offSlots))
-	r.slotSize = int(*r.u32(offSlotSize))
-	r.stride = slotStride(r.slotSize)
-	r.name = string(unsafe.Slice((*byte)(unsafe.Add(r.hdr, offName)), *r.u32(offNameLen)))
-	hsize := int64(headerSize(r.readers))
+	r := &ring{hdr: unsafe.Pointer(&hdr[0]), parker: futexParker{}, liveness: true,
+		name: shape.name, readers: shape.readers, k: uint64(shape.slots), slotSize: shape.slotSize,
+		stride: slotStride(shape.slotSize)}
+	hsize := shape.headerSize
 	slotsLen := seg.Size() - hsize
 	r.writerSlots = func() (unsafe.Pointer, error) {
 		rg.mapMu.Lock()
