@@ -1,8 +1,8 @@
 package channel
 
 import (
-	"encoding/binary"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"strconv"
