@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/goray/goray/internal/reexec"
+	"github.com/goray/goray/internal/testutil"
 )
 
 func init() {
@@ -20,10 +21,7 @@ func init() {
 	})
 }
 
-func TestMain(m *testing.M) {
-	reexec.Init()
-	os.Exit(m.Run())
-}
+func TestMain(m *testing.M) { testutil.Main(m) }
 
 func TestRoleRunsWithArgs(t *testing.T) {
 	cmd, err := reexec.Command("reexec-echo", "a", "b c")
