@@ -60,6 +60,12 @@ func init() {
 			Register(NewCase(throughputName(t.name, size), throughputBody(t.open, size)))
 		}
 	}
+	// A chain of echo stages, one process each: the channel-level floor of
+	// a compiled graph's chain of actors (with this process, stages+1
+	// processes share this machine's cores).
+	for _, n := range []int{2, 4} {
+		Register(NewCase(fmt.Sprintf("ChannelChain/shm/%dstages/64B", n), roundTripBody(shmChain(n), 64)))
+	}
 	Register(NewCase("Memcpy/1MiB", memcpyBody(1<<20)))
 
 	// The rows of `goray microbenchmark`: DESIGN.md §7's budget, each
@@ -75,6 +81,11 @@ func init() {
 		{Case: rt("inproc", 64), Baseline: rt("gochan", 64), Kind: Latency,
 			Target: Target{MinRatio: 1 / 1.5}},
 		{Case: rt("tcp", 64), Baseline: rt("grpc", 64), Kind: Latency},
+		// The floor under DESIGN.md's compiled chain of 4 actors (p50 ≤
+		// 15 µs): five processes on this machine's cores, against one
+		// gRPC round trip between two.
+		{Case: "ChannelChain/shm/4stages/64B", Baseline: rt("grpc", 64), Kind: Latency,
+			Target: Target{MaxP50: 15 * time.Microsecond}},
 		{Case: tp("shm", 64), Baseline: tp("gochan", 64), Kind: MsgRate,
 			Target: Target{MinMsgsPerSec: 5e6}},
 		{Case: tp("shm", mib), Baseline: "Memcpy/1MiB", Kind: Bandwidth,

@@ -69,12 +69,13 @@ func TestShmPeerExitsWhenRingsClose(t *testing.T) {
 	c := rt.(*shmConn)
 	c.w.Close()
 	c.r.Close()
-	c.pingRing.Close()
-	c.pongRing.Close()
-	if err := c.peer.wait(peerStopTimeout); err != nil {
+	for _, r := range c.rings {
+		r.Close()
+	}
+	if err := c.peers[0].wait(peerStopTimeout); err != nil {
 		t.Fatalf("peer after its rings closed: %v", err)
 	}
-	c.peer.stop()
+	c.peers[0].stop()
 }
 
 // TestPeerExitsOnStdinEOF closes a peer's stdin while its channel stays
@@ -103,8 +104,8 @@ func TestPeerDeathFailsTheBenchmark(t *testing.T) {
 	}
 	defer rt.Close()
 	c := rt.(*shmConn)
-	c.peer.cmd.Process.Kill()
-	<-c.peer.done
+	c.peers[0].cmd.Process.Kill()
+	<-c.peers[0].done
 	err = rt.RoundTrip(t.Context(), payload(64), func([]byte) {})
 	if err == nil {
 		t.Fatal("round trip to a killed peer succeeded")

@@ -31,47 +31,60 @@ func newShmRing(what string, size int) (*channel.Ring, error) {
 	return channel.NewShm(label, 1, ringOptions(size)...)
 }
 
-// shmConn is a round trip through two shared-memory rings, echoed by a peer
-// process that opens them by name.
+// shmConn is a round trip through a chain of shared-memory rings: this
+// process writes ring 0; stage i, a peer process, echoes ring i into ring
+// i+1; this process reads the last ring. One stage is the plain ping-pong.
 type shmConn struct {
 	chanConn
-	pingRing, pongRing *channel.Ring
-	w                  *channel.RingWriter
-	r                  *channel.RingReader
-	peer               *peer
+	rings []*channel.Ring
+	w     *channel.RingWriter
+	r     *channel.RingReader
+	peers []*peer
 }
 
-func openShm(ctx context.Context, size int) (rt roundTripper, err error) {
+func openShm(ctx context.Context, size int) (roundTripper, error) { return openShmChain(ctx, size, 1) }
+
+// shmChain is an opener for a chain of n echo stages.
+func shmChain(n int) opener {
+	return func(ctx context.Context, size int) (roundTripper, error) { return openShmChain(ctx, size, n) }
+}
+
+func openShmChain(_ context.Context, size, stages int) (rt roundTripper, err error) {
 	c := &shmConn{}
 	defer func() {
 		if err != nil {
 			c.Close()
 		}
 	}()
-	if c.pingRing, err = newShmRing("ping", size); err != nil {
+	for i := range stages + 1 {
+		r, err := newShmRing("chain"+strconv.Itoa(i), size)
+		if err != nil {
+			return nil, err
+		}
+		c.rings = append(c.rings, r)
+	}
+	if c.w, err = c.rings[0].Writer(); err != nil {
 		return nil, err
 	}
-	if c.pongRing, err = newShmRing("pong", size); err != nil {
-		return nil, err
-	}
-	if c.w, err = c.pingRing.Writer(); err != nil {
-		return nil, err
-	}
-	if c.r, err = c.pongRing.Reader(0); err != nil {
+	if c.r, err = c.rings[stages].Reader(0); err != nil {
 		return nil, err
 	}
 	c.chanConn = chanConn{ping: c.w, pong: c.r}
-	if c.peer, err = startPeer(roleShmEcho, c.pingRing.Name(), c.pongRing.Name()); err != nil {
-		return nil, err
-	}
-	if _, err = c.peer.expect("ready", peerStartTimeout); err != nil {
-		return nil, err
+	for i := range stages {
+		p, err := startPeer(roleShmEcho, c.rings[i].Name(), c.rings[i+1].Name())
+		if err != nil {
+			return nil, err
+		}
+		c.peers = append(c.peers, p)
+		if _, err = p.expect("ready", peerStartTimeout); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }
 
-// Close tears the rings down (which ends the peer's echo loop), unlinks
-// them, and waits for the peer.
+// Close tears the rings down (which ends the peers' echo loops), unlinks
+// them, and waits for the peers.
 func (c *shmConn) Close() error {
 	var errs []error
 	if c.w != nil {
@@ -80,14 +93,11 @@ func (c *shmConn) Close() error {
 	if c.r != nil {
 		errs = append(errs, c.r.Close())
 	}
-	if c.pingRing != nil {
-		errs = append(errs, c.pingRing.Close())
+	for _, r := range c.rings {
+		errs = append(errs, r.Close())
 	}
-	if c.pongRing != nil {
-		errs = append(errs, c.pongRing.Close())
-	}
-	if c.peer != nil {
-		errs = append(errs, c.peer.stop())
+	for _, p := range c.peers {
+		errs = append(errs, p.stop())
 	}
 	return errors.Join(errs...)
 }

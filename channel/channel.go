@@ -139,8 +139,9 @@ const (
 )
 
 // DefaultSpin is how long a blocked call spins (with a pause instruction)
-// before it sleeps on a futex, at most: the budget adapts down when spinning
-// fails and back up when it succeeds. A futex wake between processes costs
+// before it yields the CPU, at most; it then yields for up to ten times as
+// long before it sleeps on a futex. Both budgets adapt down when they run
+// out and back up when they succeed. A futex wake between processes costs
 // 7–70 µs on a small virtual machine while a spinning handoff costs under
 // 1 µs, so a short spin pays for itself whenever messages keep coming. On a
 // single CPU there is no one to spin for, and the default is 0.
@@ -169,9 +170,9 @@ func Slots(k int) Option { return optionFunc(func(c *config) { c.slots = k }) }
 // reused, so the cost is paid once.
 func SlotSize(bytes int) Option { return optionFunc(func(c *config) { c.slotSize = bytes }) }
 
-// Spin sets the longest a blocked call spins before sleeping (see
-// DefaultSpin). 0 sleeps at once, which suits a channel whose peer is
-// usually slow.
+// Spin sets the longest a blocked call spins before it yields the CPU (see
+// DefaultSpin); it then yields for up to ten times as long before sleeping.
+// 0 sleeps at once, which suits a channel whose peer is usually slow.
 func Spin(d time.Duration) Option {
 	return optionFunc(func(c *config) { c.spin = d; c.spinSet = true })
 }

@@ -45,17 +45,21 @@
 //
 // # Waiting
 //
-// A blocked call spins with the CPU's pause instruction for a bounded,
-// adaptive budget (Spin, DefaultSpin), then sleeps on a futex in the ring's
-// header. The other side pays for the FUTEX_WAKE system call only when
-// someone sleeps, so a busy pipeline makes no system calls at all: a handoff
-// between spinning processes costs well under a microsecond, a futex wake
-// tens. The budget halves each time spinning fails (the peer is slow and a
-// spinning waiter would only take a core it needs), returns to the full
-// budget when a spin succeeds, and is probed in full now and then, so an end
-// finds out when its peer speeds up. Every sleep is bounded, and a sleeper checks whether the process
-// it waits for still runs: a writer waiting on a reader killed with kill -9,
-// or a reader waiting on a dead writer, gets ErrPeerDied instead of a hang.
+// A blocked call waits in three phases. It spins with the CPU's pause
+// instruction, so a peer on another core hands over in well under a
+// microsecond; it then yields the CPU in a loop (sched_yield), so that when
+// more processes want the cores than there are cores, the one holding the
+// message runs; and it finally sleeps on a futex in the ring's header. The
+// other side pays for the FUTEX_WAKE system call only when someone sleeps,
+// so a busy pipeline makes no system calls at all. While spinning, the
+// waiter yields once about every microsecond and times it: a yield that ran
+// another thread means this core is wanted, and the next waits start in the
+// yield phase. Both busy phases have adaptive budgets (Spin, DefaultSpin):
+// a phase that runs out halves its budget, one that succeeds restores it,
+// and a full-length probe now and then finds a peer that sped up. Every
+// sleep is bounded, and a sleeper checks whether the process it waits for
+// still runs: a writer waiting on a reader killed with kill -9, or a reader
+// waiting on a dead writer, gets ErrPeerDied instead of a hang.
 //
 // # Messages, errors and close
 //

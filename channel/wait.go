@@ -16,39 +16,72 @@ import (
 // check whether the process it waits for is still alive.
 const pollInterval = 50 * time.Millisecond
 
+// contendedYield: a yield of the CPU that takes longer than this ran
+// another thread.
+const contendedYield = 3 * time.Microsecond
+
 // minSpin is the floor of the adaptive spin budget.
 const minSpin = 500 * time.Nanosecond
 
-// spinner is an endpoint's adaptive spin budget. A spin that ends with
-// the condition met restores the full budget: the peer is fast, and one
-// hiccup must not push this end onto the futex path, where every message
-// would cost a wake-up. A spin that fails halves the budget, down to
-// minSpin: the peer is slow, and spinning only takes a core it may need.
-// Every probeEvery-th wait below the full budget spins the full budget
-// anyway, so an end stuck at the floor finds out when its peer speeds up.
+// spinner holds an endpoint's two adaptive busy-wait budgets: how long
+// the next wait may spin with a pause instruction, and how long it may then
+// keep yielding the CPU before it sleeps.
 type spinner struct {
+	spin, yield budget
+	// contended counts down the waits that skip spinning and yield from
+	// the start, because a recent wait found other threads wanting this
+	// core. It expires, so a false alarm (a runtime thread that ran once)
+	// costs a few slower waits, and a real crowd is found again by the
+	// first probe of the next spin.
+	contended int
+}
+
+// contendedWaits is how many waits yield from the start once contention is
+// seen.
+const contendedWaits = 32
+
+// newSpinner makes the budgets for Spin(d): spinning up to d, yielding up
+// to yieldFactor·d. Spin(0) turns both off.
+func newSpinner(d time.Duration) spinner {
+	return spinner{spin: newBudget(d), yield: newBudget(yieldFactor * d)}
+}
+
+// yieldFactor relates the yield budget to the spin budget: yielding costs
+// nothing when another thread wants the core (it runs) and a system call
+// per turn when none does, so it may go on longer than spinning.
+const yieldFactor = 10
+
+// budget is an adaptive bound on one phase of busy waiting. A phase that
+// ends with the condition met restores the full budget: the peer is fast,
+// and one hiccup must not push this end onto the futex path, where every
+// message would cost a wake-up. A phase that runs out halves the budget,
+// down to minSpin: the peer is slow, and busy waiting only takes a core it
+// may need. Every probeEvery-th wait below the full budget uses the full
+// budget anyway, so an end stuck at the floor finds out when its peer
+// speeds up.
+type budget struct {
 	max, cur time.Duration
 	waits    uint32
 }
 
 const probeEvery = 16
 
-func newSpinner(max time.Duration) spinner { return spinner{max: max, cur: max} }
+func newBudget(max time.Duration) budget { return budget{max: max, cur: max} }
 
-// budget is how long the next wait may spin.
-func (s *spinner) budget() time.Duration {
-	s.waits++
-	if s.cur < s.max && s.waits%probeEvery == 0 {
-		return s.max
+// next is how long the coming wait may spend in this phase.
+func (b *budget) next() time.Duration {
+	b.waits++
+	if b.cur < b.max && b.waits%probeEvery == 0 {
+		return b.max
 	}
-	return s.cur
+	return b.cur
 }
 
-func (s *spinner) succeeded() { s.cur = s.max }
+func (b *budget) succeeded() { b.cur = b.max }
 
-func (s *spinner) failed() {
-	if s.cur > minSpin {
-		s.cur = max(minSpin, s.cur/2)
+func (b *budget) failed() {
+	if b.cur > minSpin {
+		b.cur = max(minSpin, b.cur/2)
 	}
 }
 
@@ -65,6 +98,9 @@ const (
 type parker interface {
 	park(ctx context.Context, w wordID, word *uint32, old uint32, timeout time.Duration)
 	unpark(w wordID, word *uint32)
+	// yield gives the CPU to another runnable thread (or goroutine), if
+	// there is one, and returns at once if not.
+	yield()
 }
 
 type futexParker struct{}
@@ -83,6 +119,8 @@ func (futexParker) park(ctx context.Context, _ wordID, word *uint32, old uint32,
 }
 
 func (futexParker) unpark(_ wordID, word *uint32) { shm.FutexWake(word, math.MaxInt32) }
+
+func (futexParker) yield() { shm.Yield() }
 
 // goParker parks goroutines: one gate per word, a channel closed to wake
 // everyone waiting on it.
@@ -116,6 +154,8 @@ func (p *goParker) park(ctx context.Context, w wordID, word *uint32, old uint32,
 	t.Stop()
 }
 
+func (p *goParker) yield() { runtime.Gosched() }
+
 func (p *goParker) unpark(w wordID, _ *uint32) {
 	g := &p.gates[w]
 	g.mu.Lock()
@@ -137,25 +177,28 @@ func (r *ring) waitFor(ctx context.Context, sp *spinner, w wordID, word, sleeper
 	start := time.Now()
 	done := ctx.Done()
 	deadline, hasDeadline := ctx.Deadline()
-	if sp.max > 0 {
-		budget := sp.budget()
+	// Phase 1: spin with a pause instruction, so a peer on another core
+	// hands over in well under a microsecond. About every microsecond,
+	// check the clock and ctx, yield the P, and yield the CPU once: if
+	// that yield takes long, another thread wanted this core (more
+	// processes than cores, as in a chain of actors on a small machine),
+	// and spinning on would only delay the process holding the message.
+	if sp.contended > 0 {
+		sp.contended--
+	} else if sp.spin.max > 0 {
+		limit := sp.spin.next()
 		for i := 1; ; i++ {
 			if ready() {
-				sp.succeeded()
+				sp.spin.succeeded()
 				return nil
 			}
 			if r.isClosed() {
 				return ErrChannelClosed
 			}
 			shm.Pause(1)
-			// Every 64 turns (about 2 µs: a pause costs tens of ns):
-			// check the clock and ctx, and yield the P. The yield
-			// matters: a goroutine this one woke waits in this P's
-			// runnext slot, and would otherwise run only when the spin
-			// ends, or when another P steals it (which waits 3 µs
-			// first).
-			if i&63 == 0 {
-				if time.Since(start) > budget {
+			if i&31 == 0 {
+				now := time.Now()
+				if now.Sub(start) > limit {
 					break
 				}
 				if done != nil {
@@ -165,11 +208,50 @@ func (r *ring) waitFor(ctx context.Context, sp *spinner, w wordID, word, sleeper
 					default:
 					}
 				}
+				// A goroutine this one woke waits in this P's runnext
+				// slot: without the Gosched it would run only when the
+				// spin ends, or when another P steals it (after 3 µs).
 				runtime.Gosched()
+				r.parker.yield()
+				if time.Since(now) > contendedYield {
+					sp.contended = contendedWaits
+					break
+				}
 			}
 		}
-		sp.failed()
+		sp.spin.failed()
 	}
+	// Phase 2: yield the CPU in a loop. When other threads want the cores
+	// they run, the one holding the message among them; when none does,
+	// each turn is one cheap system call.
+	if sp.yield.max > 0 {
+		limit := sp.yield.next()
+		ystart := time.Now()
+		for i := 1; ; i++ {
+			if ready() {
+				sp.yield.succeeded()
+				return nil
+			}
+			if r.isClosed() {
+				return ErrChannelClosed
+			}
+			r.parker.yield()
+			if i&7 == 0 {
+				if time.Since(ystart) > limit {
+					break
+				}
+				if done != nil {
+					select {
+					case <-done:
+						return ctxError(ctx, op, what, start)
+					default:
+					}
+				}
+			}
+		}
+		sp.yield.failed()
+	}
+	// Phase 3: sleep on the futex word.
 	lastPeerCheck := time.Now()
 	for {
 		old := atomic.LoadUint32(word)
