@@ -67,6 +67,7 @@ func init() {
 		Register(NewCase(fmt.Sprintf("ChannelChain/shm/%dstages/64B", n), roundTripBody(shmChain(n), 64)))
 	}
 	Register(NewCase("Memcpy/1MiB", memcpyBody(1<<20)))
+	Register(NewCase("Memcpy/64MiB", memcpyBody(64<<20)))
 
 	// The rows of `goray microbenchmark`: DESIGN.md §7's budget, each
 	// against the baseline a user would otherwise pick.

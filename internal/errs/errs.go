@@ -16,3 +16,7 @@ var (
 	// ErrBadArgument: a call's arguments are invalid.
 	ErrBadArgument = errors.New("goray: bad argument")
 )
+
+// ErrObjectStoreFull: the node's object store cannot hold an object even
+// after evicting and spilling what it may; the message names the sizes.
+var ErrObjectStoreFull = errors.New("goray: object store full")
