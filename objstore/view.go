@@ -3,6 +3,8 @@ package objstore
 import (
 	"fmt"
 	"unsafe"
+
+	"github.com/goray/goray/internal/ids"
 )
 
 // Number is the element types a typed view may have.
@@ -14,33 +16,23 @@ type Number interface {
 // arena read-only (a write through it faults) and is valid until Release.
 // The object's size must be a multiple of T's size; objects are
 // Alignment-aligned, so any T is aligned.
-func View[T Number](o *Object) ([]T, error) {
+func View[T Number](o *Object) ([]T, error) { return asSlice[T](o.Data(), o.ID()) }
+
+// Writable returns the buffer's memory as a []T, for filling typed data
+// before Seal. Same size rules as View.
+func Writable[T Number](b *Buffer) ([]T, error) { return asSlice[T](b.Data(), b.ID()) }
+
+func asSlice[T Number](d []byte, id ids.ObjectID) ([]T, error) {
 	var zero T
 	n := int(unsafe.Sizeof(zero))
-	d := o.Data()
 	if len(d)%n != 0 {
-		return nil, fmt.Errorf("objstore: view %s as %T: %d bytes is not a multiple of %d: %w", o.ID(), zero, len(d), n, ErrBadArgument)
+		return nil, fmt.Errorf("objstore: view %s as %T: %d bytes is not a multiple of %d: %w", id, zero, len(d), n, ErrBadArgument)
 	}
 	if len(d) == 0 {
 		return []T{}, nil
 	}
 	if uintptr(unsafe.Pointer(&d[0]))%uintptr(n) != 0 {
-		return nil, fmt.Errorf("objstore: view %s as %T: misaligned: %w", o.ID(), zero, ErrBadArgument)
-	}
-	return unsafe.Slice((*T)(unsafe.Pointer(&d[0])), len(d)/n), nil
-}
-
-// Writable returns the buffer's memory as a []T, for filling typed data
-// before Seal. Same size rules as View.
-func Writable[T Number](b *Buffer) ([]T, error) {
-	var zero T
-	n := int(unsafe.Sizeof(zero))
-	d := b.Data()
-	if len(d)%n != 0 {
-		return nil, fmt.Errorf("objstore: view %s as %T: %d bytes is not a multiple of %d: %w", b.ID(), zero, len(d), n, ErrBadArgument)
-	}
-	if len(d) == 0 {
-		return []T{}, nil
+		return nil, fmt.Errorf("objstore: view %s as %T: misaligned: %w", id, zero, ErrBadArgument)
 	}
 	return unsafe.Slice((*T)(unsafe.Pointer(&d[0])), len(d)/n), nil
 }
