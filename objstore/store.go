@@ -116,18 +116,25 @@ type Store struct {
 var arenaSeq atomic.Uint64
 
 // New creates a store with its arena, and its socket if cfg.Socket is set.
-func New(cfg Config) (s *Store, err error) {
+func New(cfg Config) (_ *Store, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	s = &Store{cfg: cfg, closing: make(chan struct{}), conns: map[*net.UnixConn]struct{}{}, nextID: hostClient + 1}
+	s := &Store{cfg: cfg, closing: make(chan struct{}), conns: map[*net.UnixConn]struct{}{}, nextID: hostClient + 1}
 	defer func() {
 		if err != nil {
-			s.unmap()
+			s.unmap() // s, not the result: that is nil on every failure
 		}
 	}()
 	seq := strconv.FormatUint(arenaSeq.Add(1), 10)
 	if cfg.Label != "" {
+		// A named arena lives in the /dev/shm tmpfs: one larger than the
+		// space left there would fault (SIGBUS) on a later write instead
+		// of failing here.
+		if free, ferr := shm.Free(); ferr == nil && cfg.Capacity > free {
+			return nil, fmt.Errorf("objstore: arena of %d bytes does not fit %s (%d bytes free): %w: give a smaller Capacity, "+
+				"enlarge %s, or leave Label empty for an anonymous arena", cfg.Capacity, shm.Dir, free, ErrBadArgument, shm.Dir)
+		}
 		s.seg, err = shm.Create(shm.Name("objstore."+cfg.Label), cfg.Capacity)
 	} else {
 		s.seg, err = shm.CreateAnon("objstore."+seq, cfg.Capacity)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/goray/goray/internal/errs"
 	"github.com/goray/goray/internal/ids"
+	"github.com/goray/goray/internal/shm"
 	"github.com/goray/goray/objstore"
 )
 
@@ -433,5 +434,49 @@ func TestCloseWithWaiters(t *testing.T) {
 	}
 	if err := c.Put(oid(3), []byte("x")); err == nil {
 		t.Error("client Put after the store closed succeeded")
+	}
+}
+
+// TestBadConfig: what New refuses, and that the refusal says what to do.
+func TestBadConfig(t *testing.T) {
+	free, err := shm.Free()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		cfg  objstore.Config
+		want string
+	}{
+		{objstore.Config{Capacity: -1}, "want 0 (30% of RAM) or a positive size"},
+		{objstore.Config{Capacity: 1 << 20, SpillDir: "/no/such/dir"}, "must be an existing directory"},
+		{objstore.Config{Capacity: free + 1<<30, Label: "toobig"}, "does not fit /dev/shm"},
+	} {
+		s, err := objstore.New(tc.cfg)
+		if err == nil {
+			s.Close()
+			t.Fatalf("New(%+v) succeeded", tc.cfg)
+		}
+		if !errors.Is(err, objstore.ErrBadArgument) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v): %v, want ErrBadArgument saying %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+// TestNewFailsCleanly: a failure part-way through New (here the label's
+// segment exists already) returns an error and leaves nothing behind.
+func TestNewFailsCleanly(t *testing.T) {
+	first := newStore(t, objstore.Config{Capacity: 1 << 20, Label: "twice"})
+	_, err := objstore.New(objstore.Config{Capacity: 1 << 20, Label: "twice"})
+	if err == nil || !strings.Contains(err.Error(), "file exists") {
+		t.Fatalf("second store with the same label: %v", err)
+	}
+	sock := filepath.Join(t.TempDir(), "s.sock")
+	second := newStore(t, objstore.Config{Capacity: 1 << 20, Socket: sock})
+	_ = second
+	if _, err := objstore.New(objstore.Config{Capacity: 1 << 20, Socket: sock}); err == nil {
+		t.Fatal("second store on a taken socket path succeeded")
+	}
+	if _, err := first.Stats(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -196,3 +196,14 @@ func (s *Segment) Allocate() error {
 	}
 	return nil
 }
+
+// Free is the space left in Dir, the tmpfs that named segments live in:
+// a named segment larger than this can be created and mapped, but a write
+// to its pages beyond it faults (SIGBUS) rather than failing.
+func Free() (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(Dir, &st); err != nil {
+		return 0, fmt.Errorf("shm: statfs %s: %w", Dir, err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
