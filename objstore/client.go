@@ -46,16 +46,16 @@ func DialByName(ctx context.Context, path string) (*Client, error) {
 	return dial(ctx, path, true)
 }
 
-func dial(ctx context.Context, path string, byName bool) (c *Client, err error) {
+func dial(ctx context.Context, path string, byName bool) (_ *Client, err error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("objstore: dial %s: %w", path, err)
 	}
-	c = &Client{conn: nc.(*net.UnixConn)}
+	c := &Client{conn: nc.(*net.UnixConn)}
 	defer func() {
 		if err != nil {
-			c.Close()
+			c.Close() // c, not the result: that is nil on every failure
 		}
 	}()
 	if dl, ok := ctx.Deadline(); ok {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -479,4 +480,32 @@ func TestNewFailsCleanly(t *testing.T) {
 	if _, err := first.Stats(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestDialNotAStore: a socket that answers with something other than a
+// store's hello gives Dial an error, not a panic, and leaves nothing open.
+func TestDialNotAStore(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "fake.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		c.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n"))
+		c.Close()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = objstore.Dial(ctx, sock)
+	if err == nil || !strings.Contains(err.Error(), "objstore: dial") {
+		t.Fatalf("Dial to a socket that is not a store: %v", err)
+	}
+	<-done
 }
