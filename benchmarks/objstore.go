@@ -46,6 +46,13 @@ func init() {
 			Target: Target{MinMsgsPerSec: 200e3}},
 		{Case: "Objstore/get_small", Baseline: "Objstore/get_small_cross_process", Kind: MsgRate,
 			Target: Target{MinMsgsPerSec: 500e3}},
+		// From another process (requests over the client's shared-memory
+		// rings): against what such a process would otherwise use to hand
+		// a small value over, a gRPC round trip. put is put + delete.
+		{Case: "Objstore/put_small_cross_process", Baseline: roundTripName("grpc", 64), Kind: Latency,
+			Target: Target{MinMsgsPerSec: 200e3}},
+		{Case: "Objstore/get_small_cross_process", Baseline: roundTripName("grpc", 64), Kind: Latency,
+			Target: Target{MinMsgsPerSec: 500e3}},
 		{Case: "Objstore/put_large/1MiB", Baseline: "Memcpy/1MiB", Kind: Bandwidth, Target: Target{MinRatio: 0.8}},
 		{Case: "Objstore/put_large/64MiB", Baseline: "Memcpy/64MiB", Kind: Bandwidth, Target: Target{MinRatio: 0.8}},
 		{Case: "Objstore/get_cross_process/64MiB", Baseline: "Objstore/sum/64MiB", Kind: Bandwidth,

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/goray/goray/channel"
 	"github.com/goray/goray/internal/ids"
 	"github.com/goray/goray/internal/shm"
 )
@@ -21,13 +22,16 @@ import (
 // closes, and the store releases its pins and discards its unsealed
 // objects.
 type Client struct {
-	mu     sync.Mutex // one request at a time; guards conn's stream and buf
-	conn   *net.UnixConn
-	seg    *shm.Segment
-	rw, ro []byte
-	id     uint32
-	buf    []byte
-	closed bool
+	mu      sync.Mutex // one request at a time; guards the rings
+	conn    *net.UnixConn
+	seg     *shm.Segment
+	rw, ro  []byte
+	id      uint32
+	rings   []*channel.Ring
+	req     *channel.RingWriter // requests to the store
+	rep     *channel.RingReader // its replies
+	scratch []byte              // a request being encoded
+	closed  bool
 }
 
 var _ Conn = (*Client)(nil)
@@ -102,6 +106,19 @@ func dial(ctx context.Context, path string, byName bool) (_ *Client, err error) 
 	if c.ro, err = c.seg.Map(0, hello.capacity, false); err != nil {
 		return nil, fmt.Errorf("objstore: %w", err)
 	}
+	for _, name := range []string{hello.reqRing, hello.repRing} {
+		r, err := channel.OpenShm(name)
+		if err != nil {
+			return nil, fmt.Errorf("objstore: dial %s: %w", path, err)
+		}
+		c.rings = append(c.rings, r)
+	}
+	if c.req, err = c.rings[0].Writer(); err != nil {
+		return nil, fmt.Errorf("objstore: dial %s: %w", path, err)
+	}
+	if c.rep, err = c.rings[1].Reader(0); err != nil {
+		return nil, fmt.Errorf("objstore: dial %s: %w", path, err)
+	}
 	return c, nil
 }
 
@@ -112,15 +129,17 @@ func (c *Client) call(req request) (reply, error) {
 	if c.closed {
 		return reply{}, ErrClosed
 	}
-	if err := writeFrame(c.conn, req.encode()); err != nil {
+	ctx := context.Background() // a dead store is noticed by the ring (ErrPeerDied)
+	c.scratch = req.appendTo(c.scratch[:0])
+	if err := c.req.Write(ctx, c.scratch); err != nil {
 		return reply{}, fmt.Errorf("objstore: send to store: %w", err)
 	}
-	body, err := readFrame(c.conn, c.buf)
+	m, err := c.rep.Read(ctx)
 	if err != nil {
 		return reply{}, fmt.Errorf("objstore: read from store: %w", err)
 	}
-	c.buf = body
-	rep, err := decodeReply(body)
+	rep, err := decodeReply(m.Data) // copies what it keeps
+	m.Release()
 	if err != nil {
 		return reply{}, err
 	}
@@ -218,7 +237,8 @@ func (c *Client) release(o *Object) error {
 	if c.closed {
 		return ErrClosed
 	}
-	if err := writeFrame(c.conn, request{op: opRelease, id: o.id}.encode()); err != nil {
+	c.scratch = request{op: opRelease, id: o.id}.appendTo(c.scratch[:0])
+	if err := c.req.Write(context.Background(), c.scratch); err != nil {
 		return fmt.Errorf("objstore: send to store: %w", err)
 	}
 	return nil
@@ -251,6 +271,15 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closed = true
+	if c.req != nil {
+		c.req.Close() // the store's loop for this client ends
+	}
+	if c.rep != nil {
+		c.rep.Close()
+	}
+	for _, r := range c.rings {
+		r.Close()
+	}
 	err := c.conn.Close()
 	shm.Unmap(c.rw)
 	shm.Unmap(c.ro)

@@ -4,19 +4,24 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/goray/goray/internal/ids"
 )
 
-// The client protocol: frames on the store's Unix socket, each a u32
-// little-endian body length and a body that starts with the protocol
-// version and an op. A client sends one request and reads its reply
-// before the next (the Client serialises). Bodies by op:
+// The client protocol. On accept, the store sends a hello over the Unix
+// socket, framed (a u32 little-endian body length, then the body), with the
+// arena's descriptor (SCM_RIGHTS) and the names of two shared-memory rings
+// (channel.Ring) it made for this client: requests go over one, replies come
+// back over the other, each message one body. The socket then carries
+// nothing; its closing (exit, kill -9) is how the store learns the client
+// is gone. A body starts with the protocol version and an op. A client
+// sends one request and reads its reply before the next (the Client
+// serialises). Bodies by op:
 //
 //	op          request after (version, op)      reply after (version, op, status)
-//	1 hello     —  (sent by the store on accept,  capacity u64, client u32,
-//	               with the arena's descriptor)   name len u16, name
+//	1 hello     —  (sent by the store on accept,  capacity u64, client u32, then
+//	               on the socket)                 arena, request ring, reply ring
+//	                                               names, each u16 length + bytes
 //	2 create    id[28], size u64, flags u8        offset u64
 //	3 seal      id[28]                            —
 //	4 get       id[28], wait ms u32               offset u64, size u64
@@ -29,13 +34,13 @@ import (
 //	                                               trip; data ≤ maxInline bytes)
 //
 // Release has no reply, so a client's Get and Release cost one round
-// trip; the connection's order keeps it before the client's next request,
-// and the only error it can have (not pinned) is the client's own bug.
-// A reply whose status is not statusOK carries instead a u16 length and
-// an error message; the status names the sentinel error. Decoders accept
-// exactly these lengths and nothing else.
+// trip; the ring's order keeps it before the client's next request, and
+// the only error it can have (not pinned) is the client's own bug. A reply
+// whose status is not statusOK carries instead a u16 length and an error
+// message; the status names the sentinel error. Decoders accept exactly
+// these lengths and nothing else.
 const (
-	protoVersion = 1
+	protoVersion = 2
 	maxFrame     = 1 << 12
 	// maxInline is the largest object a client puts in one round trip,
 	// its bytes inside the request (they are copied once more, by the
@@ -111,7 +116,9 @@ type reply struct {
 	stats    Stats  // stats
 	capacity int64  // hello
 	client   uint32 // hello
-	name     string // hello
+	name     string // hello: the arena's name, "" for a memfd
+	reqRing  string // hello: the ring the client writes requests to
+	repRing  string // hello: the ring the store writes replies to
 }
 
 func hasID(op uint8) bool {
@@ -122,9 +129,11 @@ func hasID(op uint8) bool {
 	return false
 }
 
-func (r request) encode() []byte {
-	b := make([]byte, 2, 2+ids.ObjectIDSize+9)
-	b[0], b[1] = protoVersion, r.op
+func (r request) encode() []byte { return r.appendTo(nil) }
+
+// appendTo appends the request's body to b.
+func (r request) appendTo(b []byte) []byte {
+	b = append(b, protoVersion, r.op)
 	if hasID(r.op) {
 		b = append(b, r.id[:]...)
 	}
@@ -209,9 +218,11 @@ func wordsToStats(w [14]uint64) Stats {
 		EvictedBytes: int64(w[12]), Clients: int(w[13])}
 }
 
-func (r reply) encode() []byte {
-	b := make([]byte, 3, 64)
-	b[0], b[1], b[2] = protoVersion, r.op, r.status
+func (r reply) encode() []byte { return r.appendTo(nil) }
+
+// appendTo appends the reply's body to b.
+func (r reply) appendTo(b []byte) []byte {
+	b = append(b, protoVersion, r.op, r.status)
 	if r.status != statusOK {
 		msg := r.msg
 		if len(msg) > maxFrame-16 {
@@ -224,8 +235,10 @@ func (r reply) encode() []byte {
 	case opHello:
 		b = binary.LittleEndian.AppendUint64(b, uint64(r.capacity))
 		b = binary.LittleEndian.AppendUint32(b, r.client)
-		b = binary.LittleEndian.AppendUint16(b, uint16(len(r.name)))
-		b = append(b, r.name...)
+		for _, str := range []string{r.name, r.reqRing, r.repRing} {
+			b = binary.LittleEndian.AppendUint16(b, uint16(len(str)))
+			b = append(b, str...)
+		}
 	case opCreate:
 		b = binary.LittleEndian.AppendUint64(b, uint64(r.off))
 	case opGet:
@@ -271,10 +284,14 @@ func decodeReply(b []byte) (reply, error) {
 	want := 0
 	switch r.op {
 	case opHello:
-		if len(p) < 14 {
-			return r, fmt.Errorf("objstore: hello of %d bytes: too short", len(b))
+		// capacity, client, then three length-prefixed names.
+		want = 12
+		for range 3 {
+			if len(p) < want+2 {
+				return r, fmt.Errorf("objstore: hello of %d bytes: too short", len(b))
+			}
+			want += 2 + int(binary.LittleEndian.Uint16(p[want:]))
 		}
-		want = 14 + int(binary.LittleEndian.Uint16(p[12:]))
 	case opCreate:
 		want = 8
 	case opGet:
@@ -290,7 +307,13 @@ func decodeReply(b []byte) (reply, error) {
 	u64 := func(i int) int64 { return int64(binary.LittleEndian.Uint64(p[i:])) }
 	switch r.op {
 	case opHello:
-		r.capacity, r.client, r.name = u64(0), binary.LittleEndian.Uint32(p[8:]), string(p[14:])
+		r.capacity, r.client = u64(0), binary.LittleEndian.Uint32(p[8:])
+		at := 12
+		for _, dst := range []*string{&r.name, &r.reqRing, &r.repRing} {
+			n := int(binary.LittleEndian.Uint16(p[at:]))
+			*dst = string(p[at+2 : at+2+n])
+			at += 2 + n
+		}
 	case opCreate:
 		r.off = u64(0)
 	case opGet:
@@ -318,32 +341,4 @@ func (r reply) err() error {
 		return nil
 	}
 	return &remoteError{msg: r.msg, sentinel: statusErrors[r.status]}
-}
-
-// writeFrame writes body with its length prefix in one write.
-func writeFrame(w io.Writer, body []byte) error {
-	b := make([]byte, 4, 4+len(body))
-	binary.LittleEndian.PutUint32(b, uint32(len(body)))
-	_, err := w.Write(append(b, body...))
-	return err
-}
-
-// readFrame reads one frame's body into buf (reused when large enough).
-func readFrame(r io.Reader, buf []byte) ([]byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, err
-	}
-	n := binary.LittleEndian.Uint32(hdr[:])
-	if n > maxFrame {
-		return nil, fmt.Errorf("objstore: frame of %d bytes exceeds %d", n, maxFrame)
-	}
-	if cap(buf) < int(n) {
-		buf = make([]byte, n)
-	}
-	buf = buf[:n]
-	if _, err := io.ReadFull(r, buf); err != nil {
-		return nil, err
-	}
-	return buf, nil
 }

@@ -1,11 +1,13 @@
 package objstore
 
 import (
-	"bufio"
 	"context"
+	"io"
 	"net"
+	"strconv"
 	"time"
 
+	"github.com/goray/goray/channel"
 	"github.com/goray/goray/internal/shm"
 )
 
@@ -38,7 +40,11 @@ func (s *Store) serve() {
 }
 
 // handle serves one client until its socket closes (it exited, or was
-// killed), then releases whatever it held.
+// killed), then releases whatever it held. Requests and replies travel over
+// two shared-memory rings made for the client: a round trip costs well
+// under a microsecond while both sides are busy, against tens over the
+// socket. The socket carries the hello and then only tells when the
+// client is gone.
 func (s *Store) handle(c *net.UnixConn, id clientID) {
 	defer s.wg.Done()
 	defer func() {
@@ -48,31 +54,69 @@ func (s *Store) handle(c *net.UnixConn, id clientID) {
 		s.mu.Unlock()
 		c.Close()
 	}()
-	hello := reply{op: opHello, capacity: s.cfg.Capacity, client: uint32(id), name: s.seg.Name()}.encode()
+	label := "objstore." + strconv.FormatUint(s.seq, 10) + ".client" + strconv.FormatUint(uint64(id), 10)
+	reqRing, err := channel.NewShm(label+".req", 1, channel.Slots(clientSlots), channel.SlotSize(maxFrame))
+	if err != nil {
+		return
+	}
+	defer reqRing.Close()
+	repRing, err := channel.NewShm(label+".rep", 1, channel.Slots(clientSlots), channel.SlotSize(maxFrame))
+	if err != nil {
+		return
+	}
+	defer repRing.Close()
+	in, err := reqRing.Reader(0)
+	if err != nil {
+		return
+	}
+	defer in.Close()
+	out, err := repRing.Writer()
+	if err != nil {
+		return
+	}
+	defer out.Close()
+	hello := reply{op: opHello, capacity: s.cfg.Capacity, client: uint32(id), name: s.seg.Name(),
+		reqRing: reqRing.Name(), repRing: repRing.Name()}.encode()
 	if err := shm.SendFDs(c, framed(hello), s.seg.FD()); err != nil {
 		return
 	}
-	r := bufio.NewReader(c)
-	var buf []byte
+	// The client's socket closing (or the store closing it) ends the
+	// session: closing the rings wakes the loop below.
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		io.Copy(io.Discard, c)
+		reqRing.Close()
+		repRing.Close()
+	}()
+	defer func() { c.Close(); <-gone }()
+	ctx := context.Background()
+	var scratch []byte // a reply being encoded
 	for {
-		body, err := readFrame(r, buf)
+		m, err := in.Read(ctx)
 		if err != nil {
-			return
+			return // closed, or the client died
 		}
-		buf = body
-		req, err := decodeRequest(body)
+		req, err := decodeRequest(m.Data)
 		if err != nil {
+			m.Release()
 			return // a client that breaks the protocol is dropped
 		}
-		rep := s.serveRequest(id, req)
+		rep := s.serveRequest(id, req) // done with m.Data (put's bytes are copied)
+		m.Release()
 		if req.op == opRelease {
 			continue // no reply: see proto.go
 		}
-		if err := writeFrame(c, rep.encode()); err != nil {
+		scratch = rep.appendTo(scratch[:0])
+		if err := out.Write(ctx, scratch); err != nil {
 			return
 		}
 	}
 }
+
+// clientSlots is the length of a client's rings: one request is in flight
+// at a time, and releases (one-way) may queue behind it.
+const clientSlots = 8
 
 func framed(body []byte) []byte {
 	b := make([]byte, 0, 4+len(body))

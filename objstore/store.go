@@ -109,8 +109,9 @@ type Store struct {
 	conns   map[*net.UnixConn]struct{}
 	nextID  clientID
 
-	ln *net.UnixListener
-	wg sync.WaitGroup
+	ln  *net.UnixListener
+	wg  sync.WaitGroup
+	seq uint64 // this store's number in its process: names its segments and files
 }
 
 var arenaSeq atomic.Uint64
@@ -126,7 +127,8 @@ func New(cfg Config) (_ *Store, err error) {
 			s.unmap() // s, not the result: that is nil on every failure
 		}
 	}()
-	seq := strconv.FormatUint(arenaSeq.Add(1), 10)
+	s.seq = arenaSeq.Add(1)
+	seq := strconv.FormatUint(s.seq, 10)
 	if cfg.Label != "" {
 		// A named arena lives in the /dev/shm tmpfs: one larger than the
 		// space left there would fault (SIGBUS) on a later write instead

@@ -23,6 +23,9 @@ func figureOf(k benchmarks.Kind, r benchmarks.Result) string {
 	case benchmarks.Bandwidth:
 		return fmtNum(r.BytesPerSec/1e9) + " GB/s"
 	}
+	if r.P50Ns <= 0 {
+		return fmtNum(r.NsPerOp/1e3) + " µs per op (mean)"
+	}
 	return "p50 " + fmtNum(r.P50Ns/1e3) + " / p99 " + fmtNum(r.P99Ns/1e3) + " µs (mean " + fmtNum(r.NsPerOp/1e3) + ")"
 }
 
