@@ -20,10 +20,13 @@
 // IDs are ids.ObjectID (Ray's layout: task ID and index). The Store is the
 // host: the process that owns the arena and the object table (the raylet,
 // or an embedded driver); its calls take a mutex and touch the arena
-// directly, with no socket round trip. Other processes Dial the store's
-// Unix socket and get a Client with the same methods (Conn): the arena
-// arrives as a descriptor (SCM_RIGHTS), or is opened by name (DialByName)
-// when the store has a Label.
+// directly. Other processes Dial the store's Unix socket and get a Client
+// with the same methods (Conn): the arena arrives as a descriptor
+// (SCM_RIGHTS), or is opened by name (DialByName) when the store has a
+// Label, and the client's requests then travel over two shared-memory rings
+// the store made for it (package channel), about a microsecond a round
+// trip. The socket stays open only so that its closing tells the store the
+// client is gone.
 //
 // # Read-only views
 //
