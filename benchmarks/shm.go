@@ -174,7 +174,7 @@ func shmSinkMain(args []string) error {
 }
 
 func openShmStream(_ context.Context, size int) (s stream, err error) {
-	ring, err := newShmRing("stream", size)
+	ring, err := channel.NewShm("bench."+strconv.FormatUint(ringSeq.Add(1), 10)+".stream", 1, streamOptions(size)...)
 	if err != nil {
 		return nil, err
 	}

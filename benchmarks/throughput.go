@@ -8,6 +8,18 @@ import (
 	"github.com/goray/goray/channel"
 )
 
+// streamSlots is the buffer of every stream case, rings and Go channel
+// alike: a stream is measured with room for a burst, as a pipeline would
+// size its buffers. (With 8 slots, a writer and reader that the scheduler
+// puts on one core switch every 8 messages, and the figure is the
+// scheduler's, not the channel's.)
+const streamSlots = 64
+
+// streamOptions sizes a stream's ring for messages of size bytes.
+func streamOptions(size int) []channel.Option {
+	return append(ringOptions(size), channel.Slots(streamSlots))
+}
+
 // stream is the writing side of a one-way stream to a reader that takes
 // each message's zero-copy view, touches its first and last byte and
 // releases it.
@@ -73,7 +85,7 @@ type sinkResult struct {
 }
 
 func openInProcStream(ctx context.Context, size int) (stream, error) {
-	ring, err := channel.NewInProc(1, ringOptions(size)...)
+	ring, err := channel.NewInProc(1, streamOptions(size)...)
 	if err != nil {
 		return nil, err
 	}
@@ -129,7 +141,7 @@ func openGoChanStream(_ context.Context, size int) (stream, error) {
 	if size != 64 {
 		return nil, fmt.Errorf("the Go-channel stream carries 64-byte messages, not %d", size)
 	}
-	ch, done := make(chan [64]byte, channel.DefaultSlots), make(chan [2]int, 1)
+	ch, done := make(chan [64]byte, streamSlots), make(chan [2]int, 1)
 	go func() {
 		n, sum := 0, 0
 		for m := range ch {
