@@ -164,13 +164,7 @@ func shmSinkMain(args []string) error {
 		return err
 	}
 	defer in.Close()
-	say("ready")
-	n, sum, err := sink(context.Background(), in)
-	if err != nil {
-		return err
-	}
-	say("done %d %d", n, sum)
-	return nil
+	return sinkPeer(in)
 }
 
 func openShmStream(_ context.Context, size int) (s stream, err error) {
@@ -226,6 +220,18 @@ func (c *sinkStream) Close() error {
 		errs = append(errs, c.peer.stop())
 	}
 	return errors.Join(errs...)
+}
+
+// sinkPeer is the body of a sink peer once its reader is open: say ready,
+// read the stream to its end, acknowledge with "done <messages> <sum>".
+func sinkPeer(in channel.Reader) error {
+	say("ready")
+	n, sum, err := sink(context.Background(), in)
+	if err != nil {
+		return err
+	}
+	say("done %d %d", n, sum)
+	return nil
 }
 
 // readDone reads a sink peer's acknowledgement: "done <messages> <sum>".

@@ -110,11 +110,5 @@ func tcpSinkMain(args []string) error {
 		return err
 	}
 	defer in.Close()
-	say("ready")
-	n, sum, err := sink(context.Background(), in)
-	if err != nil {
-		return err
-	}
-	say("done %d %d", n, sum)
-	return nil
+	return sinkPeer(in)
 }

@@ -201,12 +201,8 @@ func (r *ring) waitFor(ctx context.Context, sp *spinner, w wordID, word, sleeper
 				if now.Sub(start) > limit {
 					break
 				}
-				if done != nil {
-					select {
-					case <-done:
-						return ctxError(ctx, op, what, start)
-					default:
-					}
+				if stopped(done) {
+					return ctxError(ctx, op, what, start)
 				}
 				// A goroutine this one woke waits in this P's runnext
 				// slot: without the Gosched it would run only when the
@@ -240,12 +236,8 @@ func (r *ring) waitFor(ctx context.Context, sp *spinner, w wordID, word, sleeper
 				if time.Since(ystart) > limit {
 					break
 				}
-				if done != nil {
-					select {
-					case <-done:
-						return ctxError(ctx, op, what, start)
-					default:
-					}
+				if stopped(done) {
+					return ctxError(ctx, op, what, start)
 				}
 			}
 		}
@@ -293,6 +285,19 @@ func (r *ring) waitFor(ctx context.Context, sp *spinner, w wordID, word, sleeper
 				return err
 			}
 		}
+	}
+}
+
+// stopped reports, without blocking, whether done (a ctx.Done()) is closed.
+func stopped(done <-chan struct{}) bool {
+	if done == nil {
+		return false
+	}
+	select {
+	case <-done:
+		return true
+	default:
+		return false
 	}
 }
 
