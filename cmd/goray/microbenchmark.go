@@ -41,13 +41,14 @@ func newMicrobenchmarkCmd() *cobra.Command {
 	var o microbenchmarkOptions
 	cmd := &cobra.Command{
 		Use:   "microbenchmark",
-		Short: "Measure goray's channels against the baselines a user would otherwise pick",
-		Long: `Measure goray's channels against the baselines a user would otherwise pick.
+		Short: "Measure goray's channels and object store against the baselines a user would otherwise pick",
+		Long: `Measure goray's channels and object store against the baselines a user would
+otherwise pick.
 
 Each row compares a goray benchmark with a baseline measured in the same run
-(gRPC over a Unix socket, a raw Unix socket, Go channels, memcpy) and checks
-the target DESIGN.md §7 sets for it. A baseline that several rows share is
-measured once. Cross-process benchmarks run their peer as a second process of
+(gRPC over a Unix socket, a raw Unix socket, Go channels, memcpy, a plain sum
+over memory) and checks the target DESIGN.md §7 sets for it. A baseline that
+several rows share is measured once. Cross-process benchmarks run their peer as a second process of
 this binary.
 
 Round trips are reported as latency (p50 / p99 and the mean, in µs), and their
