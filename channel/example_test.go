@@ -54,3 +54,45 @@ func ExampleRingWriter_Reserve() {
 	m.Release()
 	// Output: hello
 }
+
+// A TCP channel carries the same messages between nodes: the writer
+// listens, each reader dials with its index.
+func ExampleListenTCP() {
+	ctx := context.Background()
+	w, err := channel.ListenTCP("127.0.0.1:0", 1, channel.Token([]byte("cluster secret")))
+	if err != nil {
+		panic(err)
+	}
+	defer w.Close()
+	rd, err := channel.DialTCP(ctx, w.Addr(), 0, channel.Token([]byte("cluster secret")))
+	if err != nil {
+		panic(err)
+	}
+	defer rd.Close()
+
+	w.Write(ctx, []byte("across the network"))
+	got, _ := rd.Recv(ctx, nil)
+	fmt.Println(string(got))
+	// Output: across the network
+}
+
+// Another process opens a shared-memory ring by the name its creator
+// gives it (here the same process, for the example).
+func ExampleOpenShm() {
+	ctx := context.Background()
+	r, _ := channel.NewShm("example", 1)
+	defer r.Close()
+	w, _ := r.Writer()
+	defer w.Close()
+
+	other, _ := channel.OpenShm(r.Name()) // in the other process
+	defer other.Close()
+	rd, _ := other.Reader(0)
+	defer rd.Close()
+
+	w.Write(ctx, []byte("hello from the writer"))
+	m, _ := rd.Read(ctx)
+	fmt.Println(string(m.Data))
+	m.Release()
+	// Output: hello from the writer
+}

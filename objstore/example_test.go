@@ -3,6 +3,8 @@ package objstore_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	"github.com/goray/goray/internal/ids"
 	"github.com/goray/goray/objstore"
@@ -35,4 +37,31 @@ func Example() {
 	// Output:
 	// [1 2 3 4]
 	// 1 object, 64 bytes allocated, 0 pinned
+}
+
+// A second process attaches with Dial; here the client is in the same
+// process, but it goes through the socket and its rings all the same.
+func ExampleDial() {
+	dir, _ := os.MkdirTemp("", "objstore-example")
+	defer os.RemoveAll(dir)
+	s, err := objstore.New(objstore.Config{Capacity: 1 << 20, Socket: filepath.Join(dir, "store.sock")})
+	if err != nil {
+		panic(err)
+	}
+	defer s.Close()
+
+	ctx := context.Background()
+	c, err := objstore.Dial(ctx, s.Socket()) // in a worker: the node's socket path
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+
+	id := ids.NewObjectID(ids.NewTaskID(ids.NilActorIDOf(ids.JobIDFromInt(1))), 0)
+	c.Put(id, []byte("written by the client"))
+
+	o, _ := s.Get(ctx, id) // the host reads the same bytes, in place
+	fmt.Println(string(o.Data()))
+	o.Release()
+	// Output: written by the client
 }
