@@ -75,8 +75,13 @@
 //
 // # Concurrency
 //
-// Each end is used by one goroutine at a time; different ends of one ring may
-// be used concurrently from any goroutines or processes.
+// Each end of a ring is used by one goroutine at a time, Close included:
+// to stop a call blocked in another goroutine, cancel its context, or close
+// the Ring (the creator's Close wakes every end, in every process), rather
+// than closing the end under it. Release a ring message from the goroutine
+// that read it. Different ends of one ring may be used concurrently from
+// any goroutines or processes. (TCPReader is more lenient: its Close and
+// Message.Release may be called from any goroutine.)
 //
 // Package channel is not a message broker: it has no persistence, no topics
 // and no dynamic membership; its readers are fixed when it is made.
