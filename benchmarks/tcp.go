@@ -71,13 +71,19 @@ func (c *tcpConn) Close() error {
 	return nil
 }
 
-func tcpEchoMain(args []string) error {
+// dialPeer is a TCP peer's start: args is the writer's address, dialled
+// as reader 0.
+func dialPeer(args []string, what string) (*channel.TCPReader, error) {
 	if len(args) != 1 {
-		return fmt.Errorf("want 1 argument (the ping writer's address), got %q", args)
+		return nil, fmt.Errorf("want 1 argument (%s), got %q", what, args)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), peerStartTimeout)
 	defer cancel()
-	in, err := channel.DialTCP(ctx, args[0], 0)
+	return channel.DialTCP(ctx, args[0], 0)
+}
+
+func tcpEchoMain(args []string) error {
+	in, err := dialPeer(args, "the ping writer's address")
 	if err != nil {
 		return err
 	}
@@ -100,12 +106,7 @@ func openTCPStream(_ context.Context, _ int) (stream, error) {
 }
 
 func tcpSinkMain(args []string) error {
-	if len(args) != 1 {
-		return fmt.Errorf("want 1 argument (the writer's address), got %q", args)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), peerStartTimeout)
-	defer cancel()
-	in, err := channel.DialTCP(ctx, args[0], 0)
+	in, err := dialPeer(args, "the writer's address")
 	if err != nil {
 		return err
 	}
