@@ -131,14 +131,14 @@ func (s *Store) serveRequest(c clientID, req request) reply {
 	case opCreate:
 		s.mu.Lock()
 		var e *entry
-		if e, err = s.t.create(c, req.id, req.size, req.flags&flagEvictable != 0); err == nil {
+		if e, err = s.create(c, req.id, req.size, req.flags&flagEvictable != 0); err == nil {
 			rep.off = e.off
 		}
 		s.mu.Unlock()
 	case opPut:
 		s.mu.Lock()
 		var e *entry
-		if e, err = s.t.create(c, req.id, int64(len(req.data)), req.flags&flagEvictable != 0); err == nil {
+		if e, err = s.create(c, req.id, int64(len(req.data)), req.flags&flagEvictable != 0); err == nil {
 			copy(s.rw[e.off:], req.data)
 			err = s.t.seal(c, req.id)
 		}

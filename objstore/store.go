@@ -2,6 +2,7 @@ package objstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -111,7 +112,8 @@ type Store struct {
 
 	ln  *net.UnixListener
 	wg  sync.WaitGroup
-	seq uint64 // this store's number in its process: names its segments and files
+	io  sync.WaitGroup // spills and restores running with mu dropped
+	seq uint64         // this store's number in its process: names its segments and files
 }
 
 var arenaSeq atomic.Uint64
@@ -175,11 +177,7 @@ func (s *Store) Socket() string { return s.cfg.Socket }
 func (s *Store) Create(id ids.ObjectID, size int64, opts ...CreateOption) (*Buffer, error) {
 	o := applyCreate(opts)
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil, ErrClosed
-	}
-	e, err := s.t.create(hostClient, id, size, o.evictable)
+	e, err := s.create(hostClient, id, size, o.evictable)
 	s.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -195,6 +193,72 @@ func (s *Store) Put(id ids.ObjectID, data []byte, opts ...CreateOption) error {
 	}
 	copy(b.data, data)
 	return b.Seal()
+}
+
+// create allocates an object for client c, spilling (with mu dropped) as
+// needed. Called with mu held.
+func (s *Store) create(c clientID, id ids.ObjectID, size int64, evictable bool) (*entry, error) {
+	var e *entry
+	err := s.run(context.Background(), func() (err error) {
+		e, err = s.t.create(c, id, size, evictable)
+		return err
+	})
+	return e, err
+}
+
+// run runs a table operation until it succeeds or fails for good: the I/O
+// it asks for (a spill to make room, a restore) is done with mu dropped,
+// and when it must wait for I/O in flight, it waits. Called with mu held;
+// returns with it held.
+func (s *Store) run(ctx context.Context, op func() error) error {
+	for {
+		if s.closed {
+			return ErrClosed
+		}
+		err := op()
+		var io *ioRequest
+		switch {
+		case errors.As(err, &io):
+			if err := s.doIO(io); err != nil {
+				return err
+			}
+		case errors.Is(err, errBusy):
+			ch := s.t.ioWait()
+			s.mu.Unlock()
+			select {
+			case <-ch:
+			case <-s.closing:
+			case <-ctx.Done():
+			}
+			s.mu.Lock()
+			if err := ctx.Err(); err != nil {
+				// Not available yet: a client's Get asks again.
+				return fmt.Errorf("objstore: %w (waiting for spill I/O: %w)", ErrObjectNotFound, err)
+			}
+		default:
+			return err
+		}
+	}
+}
+
+// doIO performs io with mu dropped and reports it to the table. Called
+// with mu held; returns with it held.
+func (s *Store) doIO(io *ioRequest) error {
+	s.io.Add(1)
+	defer s.io.Done()
+	s.mu.Unlock()
+	var path string
+	var err error
+	if io.restore {
+		err = s.t.spiller.restore(io.e)
+	} else {
+		path, err = s.t.spiller.spill(io.e)
+	}
+	s.mu.Lock()
+	if io.restore {
+		return s.t.finishRestore(io.e, err)
+	}
+	return s.t.finishSpill(io.e, path, err)
 }
 
 func (s *Store) seal(id ids.ObjectID) error {
@@ -224,15 +288,17 @@ func (s *Store) Get(ctx context.Context, id ids.ObjectID) (*Object, error) {
 	return &Object{id: id, off: e.off, data: s.ro[e.off : e.off+e.size : e.off+e.size], b: s, e: e}, nil
 }
 
-// get pins id for client c, waiting for it to be sealed.
+// get pins id for client c, waiting for it to be sealed, and restoring it
+// (with mu dropped) if it was spilled.
 func (s *Store) get(ctx context.Context, c clientID, id ids.ObjectID) (*entry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for {
-		if s.closed {
-			return nil, ErrClosed
-		}
-		e, err := s.t.pin(c, id)
+		var e *entry
+		err := s.run(ctx, func() (err error) {
+			e, err = s.t.pin(c, id)
+			return err
+		})
 		if err != errNotSealed {
 			return e, err
 		}
@@ -308,6 +374,7 @@ func (s *Store) Close() error {
 		s.ln.Close() // also removes the socket file
 	}
 	s.wg.Wait()
+	s.io.Wait() // spills and restores read and write the arena
 	if s.t != nil && s.t.spiller != nil {
 		for _, e := range s.t.objects {
 			if e.state == stateSpilled {

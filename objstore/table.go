@@ -1,6 +1,7 @@
 package objstore
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/goray/goray/internal/ids"
@@ -29,8 +30,10 @@ type entry struct {
 	evictable bool
 	creator   clientID
 	pins      int
-	deleted   bool   // deleted while pinned: freed at the last release
+	deleted   bool   // deleted while pinned or in I/O: freed when that ends
 	spillPath string // when spilled
+	spilling  bool   // being written to a spill file, the lock dropped; still in the arena
+	restoring bool   // being read back from its spill file into off, the lock dropped
 
 	lruList    *lru
 	prev, next *entry
@@ -83,6 +86,22 @@ type spiller interface {
 	remove(path string)
 }
 
+// ioRequest is I/O the table needs done, with the store's lock dropped,
+// before the operation that returned it can go on: spill e to a file (to
+// make room), or restore e from its file. The caller does it, reports with
+// finishSpill or finishRestore, and retries the operation. Disk I/O never
+// runs under the lock, so a large spill stalls no one but the caller.
+type ioRequest struct {
+	e       *entry
+	restore bool
+}
+
+func (r *ioRequest) Error() string { return "objstore: I/O needed for " + r.e.id.String() }
+
+// errBusy: the operation must wait for I/O in flight to finish (a restore
+// of the same object, or spills that will free the room it needs).
+var errBusy = errors.New("objstore: waiting for spill I/O in flight")
+
 // waiter is a wait for an ID to be sealed.
 type waiter struct {
 	ch chan struct{}
@@ -107,6 +126,10 @@ type table struct {
 	spilledBytes, spilledObjs  int64
 	spills, restores           int64
 	evictions, evictedBytes    int64
+
+	spillsInFlight int
+	spillingBytes  int64         // allocated bytes of entries being spilled
+	ioDone         chan struct{} // closed (and dropped) when an I/O finishes
 }
 
 func newTable(capacity int64, sp spiller) *table {
@@ -146,13 +169,16 @@ func (t *table) create(c clientID, id ids.ObjectID, size int64, evictable bool) 
 	return e, nil
 }
 
-// makeRoom allocates size bytes, evicting, then spilling, as needed.
+// makeRoom allocates size bytes, evicting as needed. When only a spill can
+// make room it returns an *ioRequest for the oldest spillable object
+// (marked spilling, out of the LRU); errBusy when spills in flight are all
+// that can still free enough.
 func (t *table) makeRoom(id ids.ObjectID, size int64) (int64, error) {
 	need := allocSize(size)
 	if off, ok := t.alloc.alloc(size); ok {
 		return off, nil
 	}
-	movable := t.evictable.bytes
+	movable := t.evictable.bytes + t.spillingBytes
 	if t.spiller != nil {
 		movable += t.spillable.bytes
 	}
@@ -170,10 +196,14 @@ func (t *table) makeRoom(id ids.ObjectID, size int64) (int64, error) {
 			continue
 		}
 		if v := t.spillable.oldest(); v != nil && t.spiller != nil {
-			if err := t.spill(v); err != nil {
-				return 0, fmt.Errorf("objstore: make room for %s (%d bytes): %w", id, need, err)
-			}
-			continue
+			unlink(v)
+			v.spilling = true
+			t.spillsInFlight++
+			t.spillingBytes += allocSize(v.size)
+			return 0, &ioRequest{e: v}
+		}
+		if t.spillsInFlight > 0 {
+			return 0, errBusy
 		}
 		return 0, t.fullError(id, need)
 	}
@@ -190,18 +220,56 @@ func (t *table) fullError(id ids.ObjectID, need int64) error {
 		t.alloc.largestFree(), t.evictable.bytes, t.spillable.bytes, spilling)
 }
 
-func (t *table) spill(e *entry) error {
-	path, err := t.spiller.spill(e)
-	if err != nil {
+// finishSpill records the end of a spill of e to path (err: it failed).
+// An object pinned or deleted while it was being written stays in the
+// arena (or is freed), and the file goes.
+func (t *table) finishSpill(e *entry, path string, err error) error {
+	e.spilling = false
+	t.spillsInFlight--
+	t.spillingBytes -= allocSize(e.size)
+	t.signalIO()
+	if err != nil || e.deleted || e.pins > 0 {
+		if err == nil {
+			t.spiller.remove(path)
+		}
+		t.settle(e)
 		return err
 	}
-	unlink(e)
 	t.alloc.release(e.off, e.size)
 	e.state, e.spillPath = stateSpilled, path
 	t.spilledBytes += e.size
 	t.spilledObjs++
 	t.spills++
 	return nil
+}
+
+// settle puts a sealed object back where it belongs once its I/O ended
+// without moving it: freed if deleted and unpinned, in its LRU list if
+// unpinned, nowhere while pinned (its last release does that).
+func (t *table) settle(e *entry) {
+	switch {
+	case e.pins > 0:
+	case e.deleted:
+		t.alloc.release(e.off, e.size)
+	default:
+		t.lruOf(e).pushFront(e)
+	}
+}
+
+// signalIO wakes the operations waiting for I/O in flight (errBusy).
+func (t *table) signalIO() {
+	if t.ioDone != nil {
+		close(t.ioDone)
+		t.ioDone = nil
+	}
+}
+
+// ioWait returns a channel closed when the next I/O in flight finishes.
+func (t *table) ioWait() <-chan struct{} {
+	if t.ioDone == nil {
+		t.ioDone = make(chan struct{})
+	}
+	return t.ioDone
 }
 
 // drop frees a sealed or spilled, unpinned object and forgets it.
@@ -247,18 +315,29 @@ func (t *table) seal(c clientID, id ids.ObjectID) error {
 	return nil
 }
 
-// pin returns the sealed object id for client c, restoring it from its
-// spill file if needed. errNotSealed: it exists but is being written, or
-// does not exist; the caller may wait.
+// pin returns the sealed object id for client c. errNotSealed: it exists
+// but is being written, or does not exist; the caller may wait. A spilled
+// object gets room in the arena and an *ioRequest to restore it (or the
+// *ioRequest or errBusy of making that room); errBusy while another caller
+// restores it.
 func (t *table) pin(c clientID, id ids.ObjectID) (*entry, error) {
 	e, ok := t.objects[id]
 	if !ok || e.state == stateCreated {
 		return nil, errNotSealed
 	}
+	if e.restoring {
+		return nil, errBusy
+	}
 	if e.state == stateSpilled {
-		if err := t.restore(e); err != nil {
+		off, err := t.makeRoom(e.id, e.size)
+		if err != nil {
+			if errors.Is(err, ErrObjectStoreFull) {
+				err = fmt.Errorf("objstore: restore %s from spill file: %w", e.id, err)
+			}
 			return nil, err
 		}
+		e.off, e.restoring = off, true
+		return nil, &ioRequest{e: e, restore: true}
 	}
 	if e.pins == 0 {
 		unlink(e)
@@ -272,14 +351,16 @@ func (t *table) pin(c clientID, id ids.ObjectID) (*entry, error) {
 
 var errNotSealed = fmt.Errorf("%w (not sealed yet)", ErrObjectNotFound)
 
-func (t *table) restore(e *entry) error {
-	off, err := t.makeRoom(e.id, e.size)
-	if err != nil {
-		return fmt.Errorf("objstore: restore %s from spill file: %w", e.id, err)
-	}
-	e.off = off
-	if err := t.spiller.restore(e); err != nil {
-		t.alloc.release(off, e.size)
+// finishRestore records the end of reading e back into the arena (err: it
+// failed, and e stays spilled).
+func (t *table) finishRestore(e *entry, err error) error {
+	e.restoring = false
+	t.signalIO()
+	if e.deleted || err != nil {
+		t.alloc.release(e.off, e.size)
+		if e.deleted { // remove did the rest
+			return nil
+		}
 		return fmt.Errorf("objstore: restore %s: %w", e.id, err)
 	}
 	t.spiller.remove(e.spillPath)
@@ -307,10 +388,8 @@ func (t *table) release(c clientID, e *entry) error {
 	if e.pins == 0 {
 		t.pinnedBytes -= allocSize(e.size)
 		t.pinnedObjects--
-		if e.deleted {
-			t.alloc.release(e.off, e.size)
-		} else {
-			t.lruOf(e).pushFront(e)
+		if !e.spilling { // else finishSpill settles it
+			t.settle(e)
 		}
 	}
 	return nil
@@ -364,7 +443,14 @@ func (t *table) remove(e *entry) {
 		t.unsealedBytes -= allocSize(e.size)
 		t.alloc.release(e.off, e.size)
 		delete(t.objects, e.id)
-	case e.pins > 0:
+	case e.pins > 0, e.spilling, e.restoring:
+		// Freed at the last release, or when the I/O ends. A file being
+		// restored goes now (unlinking an open file is safe).
+		if e.restoring {
+			t.spiller.remove(e.spillPath)
+			t.spilledBytes -= e.size
+			t.spilledObjs--
+		}
 		e.deleted = true
 		delete(t.objects, e.id)
 	default:
