@@ -216,6 +216,9 @@ func (s *Store) run(ctx context.Context, op func() error) error {
 			return ErrClosed
 		}
 		err := op()
+		if err == nil {
+			return nil // the usual case: skip errors.As, which reflects on its target
+		}
 		var io *ioRequest
 		switch {
 		case errors.As(err, &io):
