@@ -98,9 +98,17 @@ func writeTable(w io.Writer, rep report) {
 		if target == "" {
 			target = "—"
 		}
-		t.AppendRow(table.Row{r.row.Case, figure, baseline, ratioText(r.Kind, r.Ratio), target, metText(r.TargetMet)})
+		met := metText(r.TargetMet)
+		if rep.Quick && r.TargetMet != nil {
+			met = "n/a"
+		}
+		t.AppendRow(table.Row{r.row.Case, figure, baseline, ratioText(r.Kind, r.Ratio), target, met})
 	}
-	t.SetCaption("ratio: round trips compare mean time per op, streams compare rates")
+	caption := "ratio: round trips compare mean time per op, streams compare rates"
+	if rep.Quick {
+		caption += "\n--quick: a smoke test; runs this short do not warm up, so targets are not judged (run without --quick)"
+	}
+	t.SetCaption(caption)
 	t.Render()
 	for _, r := range rep.Rows {
 		if r.Error != "" {

@@ -93,6 +93,7 @@ type report struct {
 	Machine   machine     `json:"machine"`
 	Benchtime string      `json:"benchtime"`
 	Count     int         `json:"count"`
+	Quick     bool        `json:"quick"` // a smoke test: figures too short to judge targets by
 	Rows      []rowReport `json:"rows"`
 }
 
@@ -171,7 +172,7 @@ func runMicrobenchmark(o microbenchmarkOptions, stdout, stderr io.Writer) error 
 	}
 	prog.finish()
 
-	rep := report{Machine: thisMachine(), Benchtime: o.benchtime, Count: o.count}
+	rep := report{Machine: thisMachine(), Benchtime: o.benchtime, Count: o.count, Quick: o.quick}
 	for _, r := range rows {
 		rep.Rows = append(rep.Rows, makeRowReport(r, results, failures))
 	}
