@@ -98,7 +98,7 @@ func tcpEchoMain(args []string) error {
 }
 
 func openTCPStream(_ context.Context, _ int) (stream, error) {
-	w, err := channel.ListenTCP(loopback, 1)
+	w, err := channel.ListenTCP(loopback, 1, channel.Slots(streamSlots))
 	if err != nil {
 		return nil, err
 	}
