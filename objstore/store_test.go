@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/goray/goray/internal/errs"
 	"github.com/goray/goray/internal/ids"
@@ -509,3 +510,5 @@ func TestDialNotAStore(t *testing.T) {
 	}
 	<-done
 }
+
+func unsafePointer(b []byte) unsafe.Pointer { return unsafe.Pointer(unsafe.SliceData(b)) }
