@@ -126,31 +126,30 @@ func framed(body []byte) []byte {
 
 func (s *Store) serveRequest(c clientID, req request) reply {
 	rep := reply{op: req.op}
+	evictable := req.flags&flagEvictable != 0
 	var err error
 	switch req.op {
 	case opCreate:
-		s.mu.Lock()
-		var e *entry
-		if e, err = s.create(c, req.id, req.size, req.flags&flagEvictable != 0); err == nil {
-			rep.off = e.off
-		}
-		s.mu.Unlock()
+		err = s.locked(func() error {
+			e, err := s.create(c, req.id, req.size, evictable)
+			if err == nil {
+				rep.off = e.off
+			}
+			return err
+		})
 	case opPut:
-		s.mu.Lock()
-		var e *entry
-		if e, err = s.create(c, req.id, int64(len(req.data)), req.flags&flagEvictable != 0); err == nil {
+		err = s.locked(func() error {
+			e, err := s.create(c, req.id, int64(len(req.data)), evictable)
+			if err != nil {
+				return err
+			}
 			copy(s.rw[e.off:], req.data)
-			err = s.t.seal(c, req.id)
-		}
-		s.mu.Unlock()
+			return s.t.seal(c, req.id)
+		})
 	case opSeal:
-		s.mu.Lock()
-		err = s.t.seal(c, req.id)
-		s.mu.Unlock()
+		err = s.locked(func() error { return s.t.seal(c, req.id) })
 	case opAbort:
-		s.mu.Lock()
-		err = s.t.abort(c, req.id)
-		s.mu.Unlock()
+		err = s.locked(func() error { return s.t.abort(c, req.id) })
 	case opGet:
 		ctx, cancel := context.WithTimeout(context.Background(), min(time.Duration(req.waitMs)*time.Millisecond, maxWait))
 		var e *entry
@@ -159,21 +158,13 @@ func (s *Store) serveRequest(c clientID, req request) reply {
 		}
 		cancel()
 	case opRelease:
-		s.mu.Lock()
-		err = s.t.releaseID(c, req.id)
-		s.mu.Unlock()
+		err = s.locked(func() error { return s.t.releaseID(c, req.id) })
 	case opDelete:
-		s.mu.Lock()
-		err = s.t.delete(c, req.id)
-		s.mu.Unlock()
+		err = s.locked(func() error { return s.t.delete(c, req.id) })
 	case opContains:
-		s.mu.Lock()
-		rep.contains = s.t.contains(req.id)
-		s.mu.Unlock()
+		err = s.locked(func() error { rep.contains = s.t.contains(req.id); return nil })
 	case opStats:
-		s.mu.Lock()
-		rep.stats = s.t.stats()
-		s.mu.Unlock()
+		err = s.locked(func() error { rep.stats = s.t.stats(); return nil })
 	}
 	if err != nil {
 		rep.status, rep.msg = statusOf(err), err.Error()

@@ -64,19 +64,28 @@ func expect(t *testing.T, g *gatedSpiller, what string) {
 	}
 }
 
-// TestSpillRunsWithoutTheLock: while a spill is written, other calls go
-// on; an object pinned meanwhile stays in the arena and its file goes.
-func TestSpillRunsWithoutTheLock(t *testing.T) {
+// spillingZero fills a gated store with objects 0 and 1, starts a Put of
+// object 2 that needs room, and returns once the spill of 0 (the oldest)
+// has started and is held; created gets the Put's result.
+func spillingZero(t *testing.T) (*Store, *gatedSpiller, <-chan error) {
+	t.Helper()
 	s, g := gatedStore(t)
-	ctx := context.Background()
 	for i := range uint32(2) {
 		if err := s.Put(sid(i), fill(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	created := make(chan error, 1)
-	go func() { created <- s.Put(sid(2), fill(2)) }() // needs room: spills 0, the oldest
+	go func() { created <- s.Put(sid(2), fill(2)) }()
 	expect(t, g, "spill "+sid(0).String())
+	return s, g, created
+}
+
+// TestSpillRunsWithoutTheLock: while a spill is written, other calls go
+// on; an object pinned meanwhile stays in the arena and its file goes.
+func TestSpillRunsWithoutTheLock(t *testing.T) {
+	s, g, created := spillingZero(t)
+	ctx := context.Background()
 
 	// The lock is free: stats, contains and gets go on.
 	if st, err := s.Stats(); err != nil || st.Objects != 2 {
@@ -112,15 +121,7 @@ func TestSpillRunsWithoutTheLock(t *testing.T) {
 // TestDeleteDuringSpill: an object deleted while it is written out is
 // freed when the write ends, and its file is removed.
 func TestDeleteDuringSpill(t *testing.T) {
-	s, g := gatedStore(t)
-	for i := range uint32(2) {
-		if err := s.Put(sid(i), fill(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	created := make(chan error, 1)
-	go func() { created <- s.Put(sid(2), fill(2)) }()
-	expect(t, g, "spill "+sid(0).String())
+	s, g, created := spillingZero(t)
 	if err := s.Delete(sid(0)); err != nil {
 		t.Fatal(err)
 	}
@@ -191,15 +192,7 @@ func TestRestoreInFlight(t *testing.T) {
 // TestCloseWaitsForIO: Close waits for a spill in flight, which reads the
 // arena, before unmapping it; the creator then gets ErrClosed.
 func TestCloseWaitsForIO(t *testing.T) {
-	s, g := gatedStore(t)
-	for i := range uint32(2) {
-		if err := s.Put(sid(i), fill(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	created := make(chan error, 1)
-	go func() { created <- s.Put(sid(2), fill(2)) }()
-	expect(t, g, "spill "+sid(0).String())
+	s, g, created := spillingZero(t)
 	closed := make(chan error, 1)
 	go func() { closed <- s.Close() }()
 	testutil.CheckFor(t, 30*time.Second, time.Millisecond, func() error {

@@ -264,22 +264,22 @@ func (s *Store) doIO(io *ioRequest) error {
 	return s.t.finishSpill(io.e, path, err)
 }
 
-func (s *Store) seal(id ids.ObjectID) error {
+// locked runs a table operation under mu, unless the store is closed.
+func (s *Store) locked(op func() error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
 	}
-	return s.t.seal(hostClient, id)
+	return op()
+}
+
+func (s *Store) seal(id ids.ObjectID) error {
+	return s.locked(func() error { return s.t.seal(hostClient, id) })
 }
 
 func (s *Store) abort(id ids.ObjectID) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	return s.t.abort(hostClient, id)
+	return s.locked(func() error { return s.t.abort(hostClient, id) })
 }
 
 // Get waits until id is sealed and returns a read-only view of it.
@@ -321,42 +321,24 @@ func (s *Store) get(ctx context.Context, c clientID, id ids.ObjectID) (*entry, e
 }
 
 func (s *Store) release(o *Object) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	return s.t.release(hostClient, o.e)
+	return s.locked(func() error { return s.t.release(hostClient, o.e) })
 }
 
 // Delete removes an object.
 func (s *Store) Delete(id ids.ObjectID) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return ErrClosed
-	}
-	return s.t.delete(hostClient, id)
+	return s.locked(func() error { return s.t.delete(hostClient, id) })
 }
 
 // Contains reports whether id is sealed in the store.
-func (s *Store) Contains(id ids.ObjectID) (bool, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return false, ErrClosed
-	}
-	return s.t.contains(id), nil
+func (s *Store) Contains(id ids.ObjectID) (ok bool, err error) {
+	err = s.locked(func() error { ok = s.t.contains(id); return nil })
+	return ok, err
 }
 
 // Stats reports the store's occupancy.
-func (s *Store) Stats() (Stats, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return Stats{}, ErrClosed
-	}
-	return s.t.stats(), nil
+func (s *Store) Stats() (st Stats, err error) {
+	err = s.locked(func() error { st = s.t.stats(); return nil })
+	return st, err
 }
 
 // Close stops serving, disconnects clients, removes spill files, unmaps
