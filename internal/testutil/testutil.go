@@ -7,10 +7,13 @@ package testutil
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -36,8 +39,20 @@ var (
 // started still runs, or if /dev/shm still holds a segment owned by this
 // process or by one of its children.
 func Main(m *testing.M, ignore ...goleak.Option) {
+	MainWith(m, nil, ignore...)
+}
+
+// MainWith is Main with a teardown that runs after the tests and before
+// the leak checks (a runtime that TestMain started and the tests shared).
+func MainWith(m *testing.M, teardown func() error, ignore ...goleak.Option) {
 	reexec.Init()
 	code := m.Run()
+	if teardown != nil {
+		if err := teardown(); err != nil {
+			fmt.Fprintf(os.Stderr, "testutil: teardown: %v\n", err)
+			code = 1
+		}
+	}
 	if code == 0 {
 		if err := goleak.Find(ignore...); err != nil {
 			fmt.Fprintf(os.Stderr, "testutil: goroutines leaked:\n%v\n", err)
@@ -64,7 +79,46 @@ func liveChildren() []shm.Process {
 			alive = append(alive, p)
 		}
 	}
+	// Children started some other way (a raylet's workers) count too.
+	for _, pid := range ownChildren() {
+		if p, err := shm.ProcessOf(pid); err == nil && !slices.Contains(alive, p) {
+			alive = append(alive, p)
+		}
+	}
 	return alive
+}
+
+// ownChildren lists the live processes whose parent is this one.
+func ownChildren() []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	self := os.Getpid()
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 2 && f[0] != "Z" && f[1] == strconv.Itoa(self) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// AddChild makes the leak checks cover p's shared memory too.
+func AddChild(p shm.Process) {
+	childMu.Lock()
+	children = append(children, p)
+	childMu.Unlock()
 }
 
 func leftoverSegments() []string {

@@ -1,0 +1,272 @@
+package core
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/goray/goray/internal/gcs"
+	"github.com/goray/goray/internal/ids"
+	"github.com/goray/goray/internal/raylet"
+	"github.com/goray/goray/internal/rpc"
+	"github.com/goray/goray/internal/shm"
+	"github.com/goray/goray/internal/worker"
+	"github.com/goray/goray/objstore"
+)
+
+// Runtime is a connection to a goray cluster: in the driver, the one Init
+// returned (with the embedded cluster it started); inside a task, the
+// worker's own (RuntimeFrom).
+type Runtime struct {
+	w       *worker.CoreWorker
+	cluster *cluster // the embedded cluster this driver started; nil in a worker
+	once    sync.Once
+	err     error
+}
+
+// cluster is an embedded local cluster: GCS, raylet and object store as
+// goroutines of the driver, and its worker processes.
+type cluster struct {
+	dir    string // session directory: token, store socket, spill files
+	store  *objstore.Store
+	server *grpc.Server
+	ln     net.Listener
+	gcs    *gcs.Server
+	raylet *raylet.Raylet
+	served chan struct{}
+}
+
+// Init starts goray. In the driver (the user's program) it starts an
+// embedded local cluster, unless Address names a running one, and returns
+// the Runtime. In a worker process (the same binary, started by the
+// raylet) it serves tasks and never returns; call it first in main, or in
+// TestMain before m.Run.
+func Init(ctx context.Context, opts ...Option) (*Runtime, error) {
+	ServeIfWorker()
+	cfg := initConfig{prestart: -1}
+	for _, o := range opts {
+		if o != nil {
+			o.applyInit(&cfg)
+		}
+	}
+	if err := errors.Join(cfg.errs...); err != nil {
+		return nil, fmt.Errorf("core: Init: %w", err)
+	}
+	if cfg.address != "" {
+		return nil, fmt.Errorf("core: Init: Address(%q): %w: connecting to a cluster started with `goray start` is not built yet; leave Address out to start an embedded cluster", cfg.address, ErrBadArgument)
+	}
+	return startEmbedded(ctx, cfg)
+}
+
+// Environment of a worker process.
+const (
+	envWorker     = "GORAY_WORKER" // "1" marks a worker process
+	envAddress    = "GORAY_ADDRESS"
+	envTokenFile  = "GORAY_TOKEN_FILE"
+	envWorkerID   = "GORAY_WORKER_ID"
+	envNodeID     = "GORAY_NODE_ID"
+	envJobID      = "GORAY_JOB_ID"
+	envStore      = "GORAY_STORE_SOCKET"
+	envParentPID  = "GORAY_PARENT_PID"
+	envParentTime = "GORAY_PARENT_START"
+)
+
+func startEmbedded(ctx context.Context, cfg initConfig) (_ *Runtime, err error) {
+	shm.CleanupStale()
+	res := map[string]float64{"CPU": float64(numCPU())}
+	maps.Copy(res, cfg.resources)
+	capacity, err := raylet.FromFloats(res)
+	if err != nil {
+		return nil, fmt.Errorf("core: Init: node resources: %w", err)
+	}
+	if cfg.prestart < 0 {
+		cfg.prestart = min(4, int(res["CPU"]))
+	}
+	c := &cluster{served: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
+	if c.dir, err = os.MkdirTemp("", "goray-session-"); err != nil {
+		return nil, fmt.Errorf("core: Init: session directory: %w", err)
+	}
+	token := rpc.NewToken()
+	tokenFile, err := rpc.WriteToken(c.dir, token)
+	if err != nil {
+		return nil, fmt.Errorf("core: Init: %w", err)
+	}
+	spill := filepath.Join(c.dir, "spill")
+	if err := os.Mkdir(spill, 0o700); err != nil {
+		return nil, fmt.Errorf("core: Init: %w", err)
+	}
+	storeSock := filepath.Join(c.dir, "store.sock")
+	c.store, err = objstore.New(objstore.Config{Capacity: cfg.storeMemory, Socket: storeSock, SpillDir: spill})
+	if err != nil {
+		return nil, fmt.Errorf("core: Init: object store: %w", err)
+	}
+	if c.ln, err = rpc.ListenLoopback(); err != nil {
+		return nil, fmt.Errorf("core: Init: %w", err)
+	}
+	addr := c.ln.Addr().String()
+	c.server = rpc.NewServer(token)
+	c.gcs = gcs.New()
+	c.gcs.Register(c.server)
+	job, err := c.gcs.RegisterJob(ctx, &rpc.RegisterJobRequest{DriverAddress: addr, DriverPid: int32(os.Getpid()), Namespace: cfg.namespace})
+	if err != nil {
+		return nil, err
+	}
+	nodeID := newNodeID()
+	self := shm.Self()
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("core: Init: find this program's binary to start workers: %w", err)
+	}
+	env := append(os.Environ(),
+		envWorker+"=1", envAddress+"="+addr, envTokenFile+"="+tokenFile, envNodeID+"="+hex.EncodeToString(nodeID),
+		envJobID+"="+hex.EncodeToString(job.JobId), envStore+"="+storeSock,
+		envParentPID+"="+strconv.Itoa(self.PID), envParentTime+"="+strconv.FormatUint(self.Start, 10))
+	c.raylet, err = raylet.New(raylet.Config{
+		NodeID: nodeID, JobID: job.JobId, Resources: capacity, StoreSocket: storeSock, Prestart: cfg.prestart,
+		WorkerCommand: func(id string) (*exec.Cmd, error) {
+			cmd := exec.Command(exe, os.Args[1:]...)
+			cmd.Env = append(env[:len(env):len(env)], envWorkerID+"="+id)
+			return cmd, nil
+		},
+		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("core: Init: %w", err)
+	}
+	c.raylet.Register(c.server)
+	if _, err := c.gcs.RegisterNode(ctx, &rpc.NodeInfo{NodeId: nodeID, RayletAddress: addr, Resources: res, StoreSocket: storeSock}); err != nil {
+		return nil, err
+	}
+	w, err := worker.New(worker.Config{Driver: true, JobID: ids.JobID(job.JobId), NodeID: nodeID, WorkerID: "driver",
+		Token: token, Address: addr, Raylet: localRaylet{c.raylet}, Store: c.store,
+		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
+	if err != nil {
+		return nil, err
+	}
+	w.Register(c.server)
+	go func() {
+		defer close(c.served)
+		c.server.Serve(c.ln)
+	}()
+	w.Start()
+	rt := &Runtime{w: w, cluster: c}
+	w.Owner = rt
+	return rt, nil
+}
+
+func newNodeID() []byte {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return b
+}
+
+func numCPU() int { return runtime.NumCPU() }
+
+func (c *cluster) close() error {
+	var errs []error
+	if c.raylet != nil {
+		errs = append(errs, c.raylet.Close(2*time.Second))
+	}
+	if c.server != nil {
+		c.server.Stop()
+		if c.ln != nil {
+			<-c.served
+		}
+	}
+	if c.store != nil {
+		errs = append(errs, c.store.Close())
+	}
+	if c.dir != "" {
+		errs = append(errs, os.RemoveAll(c.dir))
+	}
+	return errors.Join(errs...)
+}
+
+// Shutdown stops the runtime: in the driver, the embedded cluster and its
+// workers. Refs from it fail with ErrShutdown afterwards. Idempotent.
+func (rt *Runtime) Shutdown() error {
+	rt.once.Do(func() {
+		rt.err = rt.w.Close()
+		if rt.cluster != nil {
+			rt.err = errors.Join(rt.err, rt.cluster.close())
+		}
+	})
+	return rt.err
+}
+
+// ClusterResources is the cluster's total capacity.
+func (rt *Runtime) ClusterResources() map[string]float64 {
+	r, err := rt.w.Raylet().GetResources(context.Background(), &rpc.GetResourcesRequest{})
+	if err != nil {
+		return map[string]float64{}
+	}
+	return r.Total
+}
+
+// AvailableResources is what is free now.
+func (rt *Runtime) AvailableResources() map[string]float64 {
+	r, err := rt.w.Raylet().GetResources(context.Background(), &rpc.GetResourcesRequest{})
+	if err != nil {
+		return map[string]float64{}
+	}
+	return r.Available
+}
+
+// RuntimeFrom returns the Runtime of a task's context (nil outside one),
+// for submitting nested tasks.
+func RuntimeFrom(ctx context.Context) *Runtime {
+	ti, ok := worker.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	rt, _ := ti.Worker.Owner.(*Runtime)
+	return rt
+}
+
+// RuntimeContext says where code runs.
+type RuntimeContext struct {
+	JobID    string
+	NodeID   string
+	WorkerID string // "driver" in the driver
+	TaskID   string // "" outside a task
+	TaskName string
+	Attempt  int   // 0 on the first try
+	GPUIDs   []int // the GPUs assigned to the task
+}
+
+// RuntimeContextFrom describes the task ctx belongs to; outside a task,
+// ok is false.
+func RuntimeContextFrom(ctx context.Context) (RuntimeContext, bool) {
+	ti, ok := worker.FromContext(ctx)
+	if !ok {
+		return RuntimeContext{}, false
+	}
+	rc := runtimeContext(ti.Worker)
+	rc.TaskID, rc.TaskName, rc.Attempt, rc.GPUIDs = ti.TaskID.String(), ti.Name, ti.Attempt, ti.GPUIDs
+	return rc, true
+}
+
+// Context describes the runtime itself (in the driver: the driver).
+func (rt *Runtime) Context() RuntimeContext { return runtimeContext(rt.w) }
+
+func runtimeContext(w *worker.CoreWorker) RuntimeContext {
+	return RuntimeContext{JobID: w.JobID().String(), NodeID: hex.EncodeToString(w.NodeID()), WorkerID: w.WorkerID()}
+}

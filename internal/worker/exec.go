@@ -1,0 +1,392 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/goray/goray/channel"
+	"github.com/goray/goray/internal/codec"
+	"github.com/goray/goray/internal/errs"
+	"github.com/goray/goray/internal/ids"
+	"github.com/goray/goray/internal/rpc"
+	"github.com/goray/goray/objstore"
+)
+
+// TaskInfo describes the task a context belongs to (RuntimeFrom, and the
+// runtime context).
+type TaskInfo struct {
+	TaskID  ids.TaskID
+	Name    string
+	Attempt int
+	GPUIDs  []int
+	Worker  *CoreWorker
+}
+
+type taskKey struct{}
+
+// FromContext returns the core worker and task of a task's context.
+func FromContext(ctx context.Context) (*TaskInfo, bool) {
+	ti, ok := ctx.Value(taskKey{}).(*TaskInfo)
+	return ti, ok
+}
+
+// executor runs the tasks pushed to a worker process: one lease at a time,
+// one task at a time, in the order they arrive.
+type executor struct {
+	w    *CoreWorker
+	mu   sync.Mutex
+	cur  *running
+	skip map[ids.TaskID]bool // cancelled before they started
+	loop sync.WaitGroup
+	busy chan struct{} // one attached lease at a time
+	stop chan struct{}
+	once sync.Once
+
+	leaseID string
+	gpus    []int
+}
+
+type running struct {
+	id     ids.TaskID
+	cancel context.CancelFunc
+}
+
+func newExecutor(w *CoreWorker) *executor {
+	return &executor{w: w, skip: map[ids.TaskID]bool{}, busy: make(chan struct{}, 1), stop: make(chan struct{})}
+}
+
+func (e *executor) close() {
+	e.once.Do(func() { close(e.stop) })
+	e.mu.Lock()
+	if e.cur != nil {
+		e.cur.cancel()
+	}
+	e.mu.Unlock()
+	e.loop.Wait()
+}
+
+// attach starts serving a lease's rings.
+func (e *executor) attach(ctx context.Context, req *rpc.AttachRequest) error {
+	select {
+	case e.busy <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("attach: the worker still serves another lease: %w", ctx.Err())
+	case <-e.stop:
+		return errs.ErrShutdown
+	}
+	fail := func(err error) error { <-e.busy; return fmt.Errorf("attach: %w", err) }
+	reqRing, err := channel.OpenShm(req.RequestRing)
+	if err != nil {
+		return fail(err)
+	}
+	repRing, err := channel.OpenShm(req.ReplyRing)
+	if err != nil {
+		reqRing.Close()
+		return fail(err)
+	}
+	rd, err := reqRing.Reader(0)
+	if err != nil {
+		reqRing.Close()
+		repRing.Close()
+		return fail(err)
+	}
+	wr, err := repRing.Writer()
+	if err != nil {
+		rd.Close()
+		reqRing.Close()
+		repRing.Close()
+		return fail(err)
+	}
+	gpus := make([]int, len(req.GpuIds))
+	strs := make([]string, len(req.GpuIds))
+	for i, g := range req.GpuIds {
+		gpus[i], strs[i] = int(g), strconv.Itoa(int(g))
+	}
+	if len(gpus) > 0 {
+		os.Setenv("CUDA_VISIBLE_DEVICES", strings.Join(strs, ","))
+	}
+	e.mu.Lock()
+	e.leaseID, e.gpus = string(req.LeaseId), gpus
+	e.mu.Unlock()
+	e.loop.Add(1)
+	go func() {
+		defer e.loop.Done()
+		defer func() { <-e.busy }()
+		defer func() {
+			wr.CloseWrite(context.Background())
+			wr.Close()
+			rd.Close()
+			reqRing.Close()
+			repRing.Close()
+			e.mu.Lock()
+			e.leaseID = ""
+			e.mu.Unlock()
+		}()
+		e.serve(rd, wr)
+	}()
+	return nil
+}
+
+func (e *executor) serve(rd *channel.RingReader, wr *channel.RingWriter) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-e.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var req rpc.RingRequest
+	for {
+		msg, err := rd.Read(ctx)
+		if err != nil {
+			return // detached (closed), submitter died, or shutdown
+		}
+		err = proto.Unmarshal(msg.Data, &req)
+		msg.Release()
+		if err != nil {
+			e.w.cfg.Logf("goray worker: undecodable task spec: %v", err)
+			return
+		}
+		spec := req.GetTask()
+		if spec == nil {
+			continue
+		}
+		out := e.run(ctx, spec, wr)
+		if out == nil {
+			continue
+		}
+		b, err := proto.Marshal(&rpc.RingReply{Kind: &rpc.RingReply_Reply{Reply: out}})
+		if err == nil {
+			err = wr.Write(ctx, b)
+		}
+		if err != nil {
+			return
+		}
+		req.Reset()
+	}
+}
+
+// cancel cancels a running or queued task.
+func (e *executor) cancel(id ids.TaskID) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.cur != nil && e.cur.id == id {
+		e.cur.cancel()
+		return true
+	}
+	e.skip[id] = true
+	return false
+}
+
+// run executes one task and returns its reply.
+func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr *channel.RingWriter) *rpc.TaskReply {
+	tid := taskIDOf(spec.TaskId)
+	reply := &rpc.TaskReply{TaskId: spec.TaskId}
+	name := spec.Name
+	if name == "" {
+		name = spec.Function
+	}
+	fail := func(info *rpc.ErrorInfo) *rpc.TaskReply {
+		info.Function, info.Task = spec.Function, name
+		reply.Error = info
+		return reply
+	}
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+	e.mu.Lock()
+	if e.skip[tid] {
+		delete(e.skip, tid)
+		e.mu.Unlock()
+		return fail(&rpc.ErrorInfo{Kind: rpc.ErrorKind_ERROR_CANCELLED, Message: errs.ErrTaskCancelled.Error()})
+	}
+	e.cur = &running{id: tid, cancel: cancel}
+	gpus := e.gpus
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		e.cur = nil
+		e.mu.Unlock()
+	}()
+
+	fn, err := Lookup(spec.Function)
+	if err != nil {
+		return fail(systemError(rpc.ErrorKind_ERROR_NOT_REGISTERED, "", "", err.Error()))
+	}
+	given := make([]reflect.Type, len(spec.Args))
+	for i := range given {
+		given[i] = fn.ParamType(min(i, max(len(fn.In)-1, 0)))
+	}
+	if len(fn.In) == 0 && len(spec.Args) > 0 || fn.CheckArity(given) != nil {
+		return fail(systemError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, "", "",
+			fmt.Sprintf("%s takes %d arguments %s after the context, got %d", fn.Name, len(fn.In), fn.Signature(), len(spec.Args))))
+	}
+	in := make([]reflect.Value, 1, 1+len(spec.Args))
+	var pins []*objstore.Object
+	defer func() {
+		for _, p := range pins {
+			p.Release()
+		}
+	}()
+	for i, a := range spec.Args {
+		data := a.Value
+		if a.InStore {
+			obj, err := e.w.cfg.Store.Get(ctx, objectIDOf(a.ObjectId))
+			if err != nil {
+				return fail(systemError(rpc.ErrorKind_ERROR_OBJECT_LOST, "", "",
+					fmt.Sprintf("argument %d: object %x: %v", i, a.ObjectId, err)))
+			}
+			pins = append(pins, obj)
+			data = obj.Data()
+		}
+		pt := fn.ParamType(i)
+		v, err := codec.Decode(data, pt)
+		if err != nil {
+			return fail(systemError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, "", "",
+				fmt.Sprintf("%s argument %d: want %v: %v", fn.Name, i+1, pt, err)))
+		}
+		in = append(in, v)
+	}
+	ti := &TaskInfo{TaskID: tid, Name: name, Attempt: int(spec.Attempt), GPUIDs: gpus, Worker: e.w}
+	in[0] = reflect.ValueOf(context.WithValue(ctx, taskKey{}, ti))
+
+	outs, perr, stack := call(fn.fn, in, fn.Variadic)
+	if perr != nil {
+		return fail(infoFromError(fn.Name, name, perr, stack, true))
+	}
+	if errv := outs[len(outs)-1]; !errv.IsNil() {
+		err := errv.Interface().(error)
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return fail(&rpc.ErrorInfo{Kind: rpc.ErrorKind_ERROR_CANCELLED, Message: fmt.Sprintf("%v: %v", errs.ErrTaskCancelled, err)})
+		}
+		return fail(infoFromError(fn.Name, name, err, nil, false))
+	}
+	if fn.Generator {
+		n, info := e.generate(ctx, fn, name, tid, outs[0], wr)
+		reply.GeneratorItems = uint32(n)
+		if info != nil {
+			return fail(info)
+		}
+		return reply
+	}
+	results := outs[:len(outs)-1]
+	if len(results) == 0 {
+		results = []reflect.Value{reflect.Zero(reflect.TypeFor[any]())}
+	}
+	for i, v := range results {
+		ret, info := e.encodeResult(ids.NewObjectID(tid, uint32(i+1)), v)
+		if info != nil {
+			return fail(info)
+		}
+		reply.Returns = append(reply.Returns, ret)
+	}
+	return reply
+}
+
+// call invokes fn, turning a panic into an error with its stack.
+func call(fn reflect.Value, in []reflect.Value, variadic bool) (outs []reflect.Value, perr error, stack []byte) {
+	defer func() {
+		if r := recover(); r != nil {
+			stack = debug.Stack()
+			if err, ok := r.(error); ok {
+				perr = fmt.Errorf("panic: %w", err)
+			} else {
+				perr = fmt.Errorf("panic: %v", r)
+			}
+		}
+	}()
+	if variadic {
+		return fn.Call(in), nil, nil
+	}
+	return fn.Call(in), nil, nil
+}
+
+// encodeResult encodes one return value: inline, or into the store.
+func (e *executor) encodeResult(id ids.ObjectID, v reflect.Value) (*rpc.ReturnObject, *rpc.ErrorInfo) {
+	enc, err := codec.Encode(v.Interface())
+	if err != nil {
+		return nil, systemError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, "", "", fmt.Sprintf("result of type %v: %v", v.Type(), err))
+	}
+	ret := &rpc.ReturnObject{ObjectId: id[:]}
+	if enc.Size() <= InlineLimit {
+		ret.Value = enc.Bytes()
+		return ret, nil
+	}
+	if err := e.w.storeEncoded(id, enc); err != nil && !errors.Is(err, objstore.ErrObjectExists) {
+		kind := rpc.ErrorKind_ERROR_SYSTEM
+		if errors.Is(err, errs.ErrObjectStoreFull) {
+			kind = rpc.ErrorKind_ERROR_OBJECT_STORE_FULL
+		}
+		return nil, systemError(kind, "", "", fmt.Sprintf("store result %s (%d bytes): %v", id, enc.Size(), err))
+	}
+	ret.InStore = true
+	return ret, nil
+}
+
+// generate drains a generator's iterator, sending each item as it comes.
+func (e *executor) generate(ctx context.Context, fn *Function, name string, tid ids.TaskID, seq reflect.Value, wr *channel.RingWriter) (int, *rpc.ErrorInfo) {
+	n := 0
+	var failed *rpc.ErrorInfo
+	yieldType := seq.Type().In(0)
+	yield := reflect.MakeFunc(yieldType, func(args []reflect.Value) []reflect.Value {
+		stop := []reflect.Value{reflect.ValueOf(false)}
+		if failed != nil || ctx.Err() != nil {
+			return stop
+		}
+		if fn.seq2 && !args[1].IsNil() {
+			failed = infoFromError(fn.Name, name, args[1].Interface().(error), nil, false)
+			return stop
+		}
+		ret, info := e.encodeResult(ids.NewObjectID(tid, uint32(n+1)), args[0])
+		if info != nil {
+			failed = info
+			return stop
+		}
+		b, err := proto.Marshal(&rpc.RingReply{Kind: &rpc.RingReply_Item{Item: &rpc.GeneratorItem{TaskId: tid[:], Index: uint32(n), Object: ret}}})
+		if err == nil {
+			err = wr.Write(ctx, b)
+		}
+		if err != nil {
+			failed = systemError(rpc.ErrorKind_ERROR_SYSTEM, "", "", fmt.Sprintf("send item %d: %v", n, err))
+			return stop
+		}
+		n++
+		return []reflect.Value{reflect.ValueOf(true)}
+	})
+	_, perr, stack := call(seq, []reflect.Value{yield}, false)
+	if perr != nil {
+		return n, infoFromError(fn.Name, name, perr, stack, true)
+	}
+	if failed == nil && ctx.Err() != nil {
+		failed = &rpc.ErrorInfo{Kind: rpc.ErrorKind_ERROR_CANCELLED, Message: errs.ErrTaskCancelled.Error()}
+	}
+	return n, failed
+}
+
+// setBlocked tells the raylet that the task this worker runs waits in Get
+// (its CPUs may run what it waits for), or no longer does.
+func (w *CoreWorker) setBlocked(blocked bool) bool {
+	if w.exec == nil {
+		return false
+	}
+	w.exec.mu.Lock()
+	lease := w.exec.leaseID
+	w.exec.mu.Unlock()
+	if lease == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*1e9)
+	defer cancel()
+	_, err := w.cfg.Raylet.SetBlocked(ctx, &rpc.SetBlockedRequest{LeaseId: []byte(lease), Blocked: blocked})
+	return err == nil
+}
