@@ -60,6 +60,9 @@
 // input (unsafe.Slice over the payload): no copy, whatever the size. When
 // the address is misaligned, or the host is big-endian, it copies.
 //
+// Only those whole-value raw payloads alias: a []byte inside a struct or a
+// []any travels as a CBOR byte string and decodes as a copy.
+//
 // An aliased result shares the buffer it came from. In goray that buffer is
 // shared object-store memory that other readers see too: treat the slice as
 // read-only, and do not keep it past the buffer's lifetime (the object's

@@ -17,7 +17,7 @@ import (
 // into any must survive being encoded again.
 func FuzzDecode(f *testing.F) {
 	for _, v := range []any{
-		nil, 0, -1, math.MaxInt64, uint64(math.MaxUint64), 1.5, float32(2), true, "s", "",
+		nil, 0, -1, int64(math.MaxInt64), uint64(math.MaxUint64), 1.5, float32(2), true, "s", "",
 		[]byte("bytes"), []byte{}, []float64{1, 2}, []float32{1}, []int{-1}, []int8{1}, []uint16{2},
 		Point{1, 2}, &Job{Name: "j", Args: []any{Point{}, "x", map[string]any{"k": 1}}},
 		Envelope{Kind: "k", Payload: []any{map[int]string{1: "a"}}},

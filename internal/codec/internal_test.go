@@ -17,7 +17,7 @@ import (
 // sits at the top level or inside a struct.
 func TestScalarMatchesLibrary(t *testing.T) {
 	values := []any{
-		0, 1, 23, 24, 255, 256, 65535, 65536, math.MaxUint32, math.MaxUint32 + 1, math.MaxInt,
+		0, 1, 23, 24, 255, 256, 65535, 65536, int64(math.MaxUint32), int64(math.MaxUint32 + 1), math.MaxInt,
 		-1, -24, -25, -256, -257, -65537, math.MinInt,
 		int8(-128), int16(-300), int32(math.MinInt32), int64(math.MaxInt64),
 		uint(7), uint8(200), uint16(300), uint32(70000), uint64(math.MaxUint64),

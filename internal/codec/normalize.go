@@ -90,9 +90,12 @@ func (m *modes) normalizeMap(y map[any]any) (any, bool, error) {
 	out := make(map[any]any, len(y))
 	var keys bigKeys
 	for k, e := range y {
-		k, err := keys.key(k, func(k any) bool { _, ok := out[k]; return ok })
+		k, err := keys.key(k)
 		if err != nil {
 			return nil, false, err
+		}
+		if _, dup := out[k]; dup {
+			return nil, false, fmt.Errorf("duplicate map key %v", k)
 		}
 		n, _, err := m.normalize(e)
 		if err != nil {
@@ -112,16 +115,16 @@ type bigKeys struct {
 	seen map[string]bool // big keys beyond 64 bits, by value
 }
 
-func (b *bigKeys) key(k any, exists func(any) bool) (any, error) {
+// key returns the key to store k under. The caller still checks that key
+// against those already stored: a bignum equal to a plain integer key turns
+// into that key.
+func (b *bigKeys) key(k any) (any, error) {
 	n, ok := k.(*big.Int)
 	if !ok {
 		return k, nil
 	}
 	small := smallInt(n)
 	if _, still := small.(*big.Int); !still {
-		if exists(small) {
-			return nil, fmt.Errorf("duplicate map key %v", small)
-		}
 		return small, nil
 	}
 	if b.seen == nil {
@@ -206,14 +209,16 @@ func (m *modes) walkMap(v reflect.Value) error {
 		dst = reflect.MakeMapWithSize(v.Type(), v.Len())
 	}
 	var keys bigKeys
-	exists := func(k any) bool { return dst.MapIndex(reflect.ValueOf(k)).IsValid() }
 	e := reflect.New(et).Elem()
 	for it := v.MapRange(); it.Next(); {
 		k := it.Key()
-		if anyKeys && !k.IsNil() {
-			nk, err := keys.key(k.Interface(), exists)
+		if anyKeys && !k.IsNil() { // then rebuilt, so dst holds only keys already walked
+			nk, err := keys.key(k.Interface())
 			if err != nil {
 				return err
+			}
+			if dst.MapIndex(reflect.ValueOf(nk)).IsValid() {
+				return fmt.Errorf("duplicate map key %v", nk)
 			}
 			k = reflect.New(kt).Elem()
 			k.Set(reflect.ValueOf(nk))

@@ -2,7 +2,9 @@ package codec_test
 
 import (
 	"bytes"
+	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -32,8 +34,13 @@ func TestRawAliasing(t *testing.T) {
 				}
 				ptr := reflect.ValueOf(got).Pointer()
 				aliased := ptr == uintptr(reflect.ValueOf(&c.data[8]).Pointer())
-				// One-byte elements are always aligned.
-				wantAlias := c.alias || reflect.TypeOf(src).Elem().Size() == 1
+				// One-byte elements are always aligned; a 32-bit host's int
+				// and uint are narrower than their 64-bit wire form.
+				elem := reflect.TypeOf(src).Elem()
+				wantAlias := c.alias || elem.Size() == 1
+				if k := elem.Kind(); (k == reflect.Int || k == reflect.Uint) && strconv.IntSize == 32 {
+					wantAlias = false
+				}
 				if aliased != wantAlias {
 					t.Fatalf("%s: Decode into %v at offset %d: aliased=%v, want %v",
 						name, typ, reflect.ValueOf(&c.data[0]).Pointer()%8, aliased, wantAlias)
@@ -53,6 +60,23 @@ func TestRawAliasing(t *testing.T) {
 	check(t, "uint", []uint{1, 2, 3})
 	check(t, "float32", []float32{1, 2.5, -3})
 	check(t, "float64", []float64{1, 2.5, -3})
+}
+
+// TestRawIntWidth: int and uint are 64 bits on the wire, so a 32-bit host
+// reads what fits and refuses what does not.
+func TestRawIntWidth(t *testing.T) {
+	data := mustMarshal([]int64{1, 1 << 40})
+	data[3] = 10 // the element kind of []int: same wire layout
+	got, err := codec.DecodeAs[[]int](data)
+	if strconv.IntSize == 64 {
+		if err != nil || len(got) != 2 || int64(got[1]) != 1<<40 {
+			t.Fatalf("got %v, %v", got, err)
+		}
+		return
+	}
+	if !errors.Is(err, codec.ErrBadEncoding) || !strings.Contains(err.Error(), "overflows this host's 32-bit int") {
+		t.Fatalf("got %v, %v; want an overflow error", got, err)
+	}
 }
 
 func TestRawEncodeAliasesSource(t *testing.T) {
