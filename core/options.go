@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/goray/goray/internal/rpc"
 )
@@ -18,7 +19,7 @@ type initConfig struct {
 	storeMemory int64
 	namespace   string
 	prestart    int
-	idleTimeout int64 // ns
+	idleTimeout time.Duration
 	errs        []error
 }
 
@@ -108,6 +109,12 @@ func Namespace(ns string) Option { return initFunc(func(c *initConfig) { c.names
 // PrestartWorkers sets how many worker processes start with the cluster
 // and stay when idle (default: the node's CPUs, at most 4).
 func PrestartWorkers(n int) Option { return initFunc(func(c *initConfig) { c.prestart = n }) }
+
+// WorkerIdleTimeout sets how long a worker process beyond the prestarted
+// ones may stay idle before it is stopped (default 10 s).
+func WorkerIdleTimeout(d time.Duration) Option {
+	return initFunc(func(c *initConfig) { c.idleTimeout = d })
+}
 
 // MaxRetries sets how often a task is retried when its worker dies, or
 // when it fails with an error listed in RetryOn (default 3; 0: never).

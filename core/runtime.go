@@ -140,7 +140,7 @@ func startEmbedded(ctx context.Context, cfg initConfig) (_ *Runtime, err error) 
 		envJobID+"="+hex.EncodeToString(job.JobId), envStore+"="+storeSock,
 		envParentPID+"="+strconv.Itoa(self.PID), envParentTime+"="+strconv.FormatUint(self.Start, 10))
 	c.raylet, err = raylet.New(raylet.Config{
-		NodeID: nodeID, JobID: job.JobId, Resources: capacity, StoreSocket: storeSock, Prestart: cfg.prestart,
+		NodeID: nodeID, JobID: job.JobId, Resources: capacity, StoreSocket: storeSock, Prestart: cfg.prestart, IdleTimeout: cfg.idleTimeout,
 		WorkerCommand: func(id string) (*exec.Cmd, error) {
 			cmd := exec.Command(exe, os.Args[1:]...)
 			cmd.Env = append(env[:len(env):len(env)], envWorkerID+"="+id)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/goray/goray/core"
 	"github.com/goray/goray/internal/ids"
+	"github.com/goray/goray/internal/shm"
 )
 
 var (
@@ -386,4 +387,47 @@ func TestResources(t *testing.T) {
 	require.ErrorIs(t, err, core.ErrInfeasible)
 	_, err = core.Get[int](ctx, add.Options(core.NumCPUs(-1)).Remote(rt, 1, 2))
 	require.ErrorIs(t, err, core.ErrBadArgument)
+}
+
+// The worker pool: workers start with the cluster, are reused from task
+// to task, and the ones beyond the prestarted are stopped when idle.
+func TestWorkerPool(t *testing.T) {
+	ctx := ctxT(t)
+	rt2, err := core.Init(ctx, core.NumCPUs(3), core.PrestartWorkers(1), core.WorkerIdleTimeout(200*time.Millisecond))
+	require.NoError(t, err)
+	defer rt2.Shutdown()
+
+	// Reuse: a sequence of tasks runs in one process.
+	first, err := core.Get[int](ctx, whoami.Remote(rt2))
+	require.NoError(t, err)
+	for range 5 {
+		pid, err := core.Get[int](ctx, whoami.Remote(rt2))
+		require.NoError(t, err)
+		require.Equal(t, first, pid, "the same worker serves consecutive tasks")
+	}
+	// Three at once need three workers...
+	var refs []*core.ObjectRef
+	for range 3 {
+		refs = append(refs, span.Remote(rt2, 300*time.Millisecond))
+	}
+	spans, err := core.GetAll[Span](ctx, refs)
+	require.NoError(t, err)
+	pids := map[int]bool{}
+	for _, s := range spans {
+		pids[s.PID] = true
+	}
+	require.Len(t, pids, 3)
+	// ...and two of them are stopped once idle.
+	testCheck(t, func() error {
+		alive := 0
+		for pid := range pids {
+			if p, err := shm.ProcessOf(pid); err == nil && p.Alive() {
+				alive++
+			}
+		}
+		if alive > 1 {
+			return fmt.Errorf("%d of the workers still run", alive)
+		}
+		return nil
+	})
 }
