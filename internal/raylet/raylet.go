@@ -548,7 +548,7 @@ func (r *Raylet) housekeeping() {
 				}
 			}
 			for _, l := range r.leases {
-				if l.submitter.PID != 0 && !l.submitter.Alive() {
+				if !r.closed && l.submitter.PID != 0 && !l.submitter.Alive() {
 					r.cfg.Logf("raylet: lease %s: submitter %d died; taking the worker back", l.id, l.submitter.PID)
 					r.returnLocked(l, true)
 				}

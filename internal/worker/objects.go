@@ -416,43 +416,52 @@ func (w *CoreWorker) Wait(ctx context.Context, idList []ids.ObjectID, n int, tim
 		defer t.Stop()
 		deadline = t.C
 	}
-	registered := false
-	for {
-		count := 0
-		w.mu.Lock()
-		for i, id := range idList {
-			o := w.objects[id]
-			if o == nil {
-				w.mu.Unlock()
-				return nil, fmt.Errorf("wait: object %s: %w: this process holds no ref to it", id, errs.ErrObjectLost)
-			}
-			if o.state != objPending {
-				ready[i] = true
-				count++
-			} else {
-				if !o.owned && !o.fetching {
-					w.fetchLocked(o)
-				}
-				if !registered {
-					o.watchers = append(o.watchers, notify)
-				}
-			}
+	// One scan registers a watcher on every pending object; after that
+	// each object that becomes ready sends exactly once (the channel has
+	// room for all), so counting sends replaces rescanning: O(n) in all.
+	count := 0
+	w.mu.Lock()
+	for i, id := range idList {
+		o := w.objects[id]
+		if o == nil {
+			w.mu.Unlock()
+			return nil, fmt.Errorf("wait: object %s: %w: this process holds no ref to it", id, errs.ErrObjectLost)
 		}
-		registered = true
-		w.mu.Unlock()
-		if count >= n {
-			return ready, nil
+		if o.state != objPending {
+			ready[i] = true
+			count++
+			continue
 		}
+		if !o.owned && !o.fetching {
+			w.fetchLocked(o)
+		}
+		o.watchers = append(o.watchers, notify)
+	}
+	w.mu.Unlock()
+	var err error
+wait:
+	for count < n {
 		select {
 		case <-notify:
+			count++
 		case <-deadline:
-			return ready, nil
+			break wait
 		case <-ctx.Done():
-			return ready, ctx.Err()
+			err = ctx.Err()
+			break wait
 		case <-w.stop:
-			return ready, errs.ErrShutdown
+			err = errs.ErrShutdown
+			break wait
 		}
 	}
+	w.mu.Lock()
+	for i, id := range idList {
+		if o := w.objects[id]; o != nil && o.state != objPending {
+			ready[i] = true
+		}
+	}
+	w.mu.Unlock()
+	return ready, err
 }
 
 // Failed makes n objects that are already failed with msg, each with one

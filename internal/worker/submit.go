@@ -130,7 +130,7 @@ func (w *CoreWorker) Submit(fn *Function, args []Arg, opts SubmitOptions) ([]ids
 	if fn.Generator {
 		t.gen = &Generator{w: w, task: t.id, notify: make(chan struct{}, 1)}
 	}
-	keyName, req := leaseKey(opts)
+	keyName, req := leaseKey(fn.Name, opts)
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -175,8 +175,12 @@ func (w *CoreWorker) Submit(fn *Function, args []Arg, opts SubmitOptions) ([]ids
 	return t.returns, t.gen
 }
 
-func leaseKey(opts SubmitOptions) (string, *rpc.LeaseRequest) {
+// leaseKey is a task's scheduling key: its function (as Ray's, so that
+// each function's task length steers its own pipelining) and its demand.
+func leaseKey(fn string, opts SubmitOptions) (string, *rpc.LeaseRequest) {
 	var b strings.Builder
+	b.WriteString(fn)
+	b.WriteByte(';')
 	for _, k := range slices.Sorted(maps.Keys(opts.Resources)) {
 		fmt.Fprintf(&b, "%s=%g;", k, opts.Resources[k])
 	}
