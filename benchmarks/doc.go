@@ -21,7 +21,16 @@
 // Cross-process cases run their other end in a peer: a process of the same
 // binary (the test binary under `go test`, the goray binary under the CLI),
 // started through internal/reexec with a role registered in this package's
-// init. Both mains call reexec.Init first. The benchmarking process creates
+// init. Both mains call reexec.Init first.
+//
+// # The cluster of the RayMicro cases
+//
+// The RayMicro cases run tasks and objects through package core on one
+// embedded cluster per process, started by the first of them and stopped
+// by ShutdownRuntime. Its workers are this binary too, re-executed by the
+// raylet, so a main that runs them calls core.ServeIfWorker before
+// anything else (before reexec.Init), and ShutdownRuntime when it is done:
+// after m.Run in TestMain, before the leak checks. The benchmarking process creates
 // every shared-memory segment and unlinks it when the case ends; a peer owns
 // none. A peer exits when its channel is closed, when its stdin reaches EOF
 // (the benchmarking process closed it or died), and, as a last resort, by
@@ -37,4 +46,14 @@
 //	    one-way streaming; reports bytes/s (SetBytes) and msgs/s
 //	Memcpy/1MiB
 //	    copy() of 1 MiB: the bandwidth baseline
+//	RayMicro/{tasks_sync,tasks_async,multi_client_tasks_async}
+//	    Ray's task microbenchmarks on no-op tasks: submit and get one
+//	    (p50-ns, p99-ns); 1000 in flight from the driver; four tasks
+//	    submitting at once from their workers (tasks/s as msgs/s)
+//	RayMicro/{put_calls,get_calls,put_gigabytes}
+//	    core.Put and core.Get of 100 B objects (msgs/s), core.Put of
+//	    64 MiB (bytes/s)
+//	Baseline/grpc_unary_roundtrip
+//	    a gRPC unary call of 64 B to a peer over loopback TCP (p50-ns,
+//	    p99-ns, and msgs/s): the task rows' baseline
 package benchmarks

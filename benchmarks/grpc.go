@@ -18,12 +18,14 @@ import (
 // google.protobuf.BytesValue: real protobuf on the wire, with a
 // hand-written service description instead of generated code.
 //
-// It is a favourable baseline for gRPC: a Unix socket rather than TCP, no
-// TLS, no authentication or other interceptors, one warm connection, a
-// server that does no work, and messages that are a single bytes field. A
-// real control-plane call pays more.
+// It is a favourable baseline for gRPC: no TLS, no authentication or other
+// interceptors, one warm connection, a server that does no work, and
+// messages that are a single bytes field. A real control-plane call pays
+// more. ChannelRoundTrip/grpc runs it over a Unix socket, which is faster
+// still; Baseline/grpc_unary_roundtrip over loopback TCP, the transport of
+// goray's own control plane (and so of every task it runs).
 const (
-	roleGRPCEcho   = "benchmarks.grpc-echo" // args: the socket path to serve on
+	roleGRPCEcho   = "benchmarks.grpc-echo" // args: network ("unix" or "tcp"), address to serve on
 	echoService    = "goray.benchmarks.Echo"
 	echoFullMethod = "/" + echoService + "/Echo"
 )
@@ -62,17 +64,18 @@ var echoDesc = grpc.ServiceDesc{
 	Metadata: "benchmarks/grpc.go",
 }
 
+// grpcEchoMain serves Echo and says "ready <address>".
 func grpcEchoMain(args []string) error {
-	if len(args) != 1 {
-		return fmt.Errorf("want 1 argument (the socket path), got %q", args)
+	if len(args) != 2 {
+		return fmt.Errorf("want 2 arguments (network, address), got %q", args)
 	}
-	ln, err := net.Listen("unix", args[0])
+	ln, err := net.Listen(args[0], args[1])
 	if err != nil {
 		return err
 	}
 	srv := grpc.NewServer()
 	srv.RegisterService(&echoDesc, echoImpl{})
-	say("ready")
+	say("ready %s", ln.Addr())
 	return srv.Serve(ln) // until the parent closes stdin
 }
 
@@ -85,6 +88,7 @@ type grpcConn struct {
 	peer *peer
 }
 
+// openGRPC calls a peer over a Unix socket.
 func openGRPC(ctx context.Context, size int) (rt roundTripper, err error) {
 	c := &grpcConn{}
 	defer func() {
@@ -96,16 +100,37 @@ func openGRPC(ctx context.Context, size int) (rt roundTripper, err error) {
 		return nil, err
 	}
 	path := filepath.Join(c.dir, "grpc.sock")
-	if c.peer, err = startPeer(roleGRPCEcho, path); err != nil {
-		return nil, err
-	}
-	if _, err = c.peer.expect("ready", peerStartTimeout); err != nil {
-		return nil, err
-	}
-	if c.cc, err = grpc.NewClient("unix://"+path, grpc.WithTransportCredentials(insecure.NewCredentials())); err != nil {
+	if err := c.dial("unix", path, "unix://"+path); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// openGRPCTCP calls a peer over loopback TCP.
+func openGRPCTCP(ctx context.Context, size int) (rt roundTripper, err error) {
+	c := &grpcConn{}
+	if err := c.dial("tcp", "127.0.0.1:0", ""); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// dial starts the peer serving on network and address and connects to it,
+// at target, or at the address the peer reports when target is "".
+func (c *grpcConn) dial(network, address, target string) (err error) {
+	if c.peer, err = startPeer(roleGRPCEcho, network, address); err != nil {
+		return err
+	}
+	addr, err := c.peer.expect("ready", peerStartTimeout)
+	if err != nil {
+		return err
+	}
+	if target == "" {
+		target = "passthrough:///" + addr
+	}
+	c.cc, err = grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return err
 }
 
 func (c *grpcConn) RoundTrip(ctx context.Context, msg []byte, got func([]byte)) error {

@@ -3,9 +3,11 @@
 // cluster commands of DESIGN.md §2 (start, stop, status, list, timeline)
 // join it later.
 //
-// The binary also serves as its own peer: a benchmark whose other end is a
-// process re-executes this binary in a role (internal/reexec), which is why
-// main calls reexec.Init before anything else.
+// The binary also serves as its own peer and its own goray worker: a
+// benchmark whose other end is a process re-executes this binary in a role
+// (internal/reexec), and the embedded cluster of the task benchmarks
+// re-executes it as a worker process; which is why main calls
+// core.ServeIfWorker, then reexec.Init, before anything else.
 package main
 
 import (
@@ -15,11 +17,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	_ "github.com/goray/goray/benchmarks" // registers the peer roles, before reexec.Init runs one
+	_ "github.com/goray/goray/benchmarks" // registers the peer roles and remote functions, before either runs
+	"github.com/goray/goray/core"
 	"github.com/goray/goray/internal/reexec"
 )
 
 func main() {
+	core.ServeIfWorker()
 	reexec.Init()
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "goray:", err)

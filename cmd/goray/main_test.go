@@ -6,12 +6,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goray/goray/benchmarks"
+	"github.com/goray/goray/core"
 	"github.com/goray/goray/internal/testutil"
 )
 
-// TestMain dispatches re-executed roles: the cross-process benchmarks'
-// peers are this test binary, run again.
-func TestMain(m *testing.M) { testutil.Main(m) }
+// TestMain serves tasks when the RayMicro rows' cluster re-executes this
+// test binary as a worker, and dispatches re-executed roles: the
+// cross-process benchmarks' peers are this test binary, run again.
+func TestMain(m *testing.M) {
+	core.ServeIfWorker()
+	testutil.MainWith(m, benchmarks.ShutdownRuntime)
+}
 
 // TestMicrobenchmarkJSON runs an in-process row and a cross-process
 // shared-memory row briefly and checks the JSON report.
@@ -83,6 +89,45 @@ func TestMicrobenchmarkJSON(t *testing.T) {
 	// Progress went to stderr, one line per benchmark: six, each run once.
 	if n := strings.Count(stderr.String(), "\n"); n != 6 {
 		t.Errorf("stderr has %d lines, want 6 (one per benchmark):\n%s", n, stderr.String())
+	}
+}
+
+// TestMicrobenchmarkRayMicro runs two of Ray's microbenchmarks briefly,
+// a latency row and a rate row: their cluster starts, runs and stops
+// inside the command.
+func TestMicrobenchmarkRayMicro(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	err := run([]string{"microbenchmark", "--quick", "--json", "--filter", `^RayMicro/(tasks_sync|tasks_async) vs`},
+		&stdout, &stderr)
+	if err != nil {
+		t.Fatalf("microbenchmark: %v\nstderr:\n%s", err, stderr.String())
+	}
+	var rep report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("decode JSON: %v\n%s", err, stdout.String())
+	}
+	want := []string{
+		"RayMicro/tasks_sync vs Baseline/grpc_unary_roundtrip",
+		"RayMicro/tasks_async vs Baseline/grpc_unary_roundtrip",
+	}
+	if len(rep.Rows) != len(want) {
+		t.Fatalf("%d rows, want %d:\n%s", len(rep.Rows), len(want), stdout.String())
+	}
+	for i, r := range rep.Rows {
+		if r.Name != want[i] {
+			t.Errorf("row %d is %q, want %q", i, r.Name, want[i])
+		}
+		if r.Error != "" || r.Result == nil || r.Baseline == nil || r.Ratio == nil || *r.Ratio <= 0 || r.TargetMet == nil {
+			t.Errorf("row %s: incomplete: %+v", r.Name, r)
+		}
+	}
+	if len(rep.Rows) == 2 && rep.Rows[0].Result != nil && rep.Rows[1].Result != nil {
+		if sync := rep.Rows[0].Result; sync.P50Ns <= 0 || sync.P99Ns < sync.P50Ns {
+			t.Errorf("tasks_sync: p50 %v, p99 %v: want 0 < p50 ≤ p99", sync.P50Ns, sync.P99Ns)
+		}
+		if async := rep.Rows[1].Result; async.MsgsPerSec <= 0 {
+			t.Errorf("tasks_async: %v tasks/s, want a rate", async.MsgsPerSec)
+		}
 	}
 }
 

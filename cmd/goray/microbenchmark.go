@@ -41,15 +41,18 @@ func newMicrobenchmarkCmd() *cobra.Command {
 	var o microbenchmarkOptions
 	cmd := &cobra.Command{
 		Use:   "microbenchmark",
-		Short: "Measure goray's channels and object store against the baselines a user would otherwise pick",
-		Long: `Measure goray's channels and object store against the baselines a user would
-otherwise pick.
+		Short: "Measure goray's tasks, objects, channels and object store against the baselines a user would otherwise pick",
+		Long: `Measure goray's tasks, objects, channels and object store against the baselines
+a user would otherwise pick.
 
 Each row compares a goray benchmark with a baseline measured in the same run
-(gRPC over a Unix socket, a raw Unix socket, Go channels, memcpy, a plain sum
-over memory) and checks the target DESIGN.md §7 sets for it. A baseline that
-several rows share is measured once. Cross-process benchmarks run their peer as a second process of
-this binary.
+(gRPC over a Unix socket or loopback TCP, a raw Unix socket, Go channels,
+memcpy, a plain sum over memory) and checks the target DESIGN.md §7 sets for
+it. A baseline that several rows share is measured once. Cross-process
+benchmarks run their peer as a second process of this binary. The RayMicro
+rows are Ray's microbenchmarks under Ray's names; they share one embedded
+cluster, whose workers are processes of this binary, started by the first of
+them and stopped at the end.
 
 Round trips are reported as latency (p50 / p99 and the mean, in µs), and their
 ratio is the baseline's mean time over goray's ("20× faster"); streams as
@@ -58,6 +61,9 @@ M msgs/s or GB/s, and their ratio is goray's rate over the baseline's.
 Progress goes to stderr; the table, or with --json the raw numbers, to stdout.`,
 		Example: `  # every row, about a second per benchmark
   goray microbenchmark
+
+  # Ray's task and object microbenchmarks
+  goray microbenchmark --filter RayMicro
 
   # only the shared-memory round trips, as JSON
   goray microbenchmark --filter 'RoundTrip/shm' --json
@@ -110,7 +116,7 @@ type rowReport struct {
 	row benchmarks.Row
 }
 
-func runMicrobenchmark(o microbenchmarkOptions, stdout, stderr io.Writer) error {
+func runMicrobenchmark(o microbenchmarkOptions, stdout, stderr io.Writer) (err error) {
 	re, err := regexp.Compile(o.filter)
 	if err != nil {
 		return fmt.Errorf("invalid --filter %q: %w", o.filter, err)
@@ -143,6 +149,8 @@ func runMicrobenchmark(o microbenchmarkOptions, stdout, stderr io.Writer) error 
 	defer restore()
 	stopSignals := removeSegmentsOnSignal(stderr)
 	defer stopSignals()
+	// The cluster the RayMicro cases started, if they ran.
+	defer func() { err = errors.Join(err, benchmarks.ShutdownRuntime()) }()
 
 	// Each case once, in the order rows need them.
 	var order []string
@@ -283,7 +291,9 @@ func setBenchtime(benchtime string) (restore func(), err error) {
 // removeSegmentsOnSignal makes an interrupt (^C) or SIGTERM unlink the
 // shared-memory segments this process created before it exits: a benchmark
 // in flight cannot be cancelled, and its deferred Close would never run. The
-// peers exit on their own (stdin EOF, parent-death signal).
+// peers exit on their own (stdin EOF, parent-death signal), and so do the
+// shared cluster's workers (their parent is gone); the cluster is asked to
+// stop first, for a moment, so that its session directory goes too.
 func removeSegmentsOnSignal(stderr io.Writer) (stop func()) {
 	sig := make(chan os.Signal, 1)
 	done := make(chan struct{})
@@ -291,6 +301,15 @@ func removeSegmentsOnSignal(stderr io.Writer) (stop func()) {
 	go func() {
 		select {
 		case s := <-sig:
+			stopped := make(chan struct{})
+			go func() {
+				benchmarks.ShutdownRuntime()
+				close(stopped)
+			}()
+			select {
+			case <-stopped:
+			case <-time.After(3 * time.Second):
+			}
 			shm.RemoveOwned("")
 			fmt.Fprintf(stderr, "\ngoray: %v: stopped; shared memory removed\n", s)
 			os.Exit(130)

@@ -1,0 +1,64 @@
+package benchmarks_test
+
+import (
+	"testing"
+
+	"github.com/goray/goray/benchmarks"
+)
+
+// BenchmarkRayMicro: Ray's microbenchmarks (ray_perf.py) on package core,
+// under Ray's names: tasks_sync (submit one no-op task and get it:
+// latency), tasks_async (no-op tasks, 1000 in flight: tasks/s),
+// multi_client_tasks_async (four tasks submitting no-op tasks at once:
+// tasks/s), put_calls and get_calls (100-byte objects: ops/s) and
+// put_gigabytes (64 MiB objects: bytes/s). They share one embedded
+// cluster, started by the first of them.
+func BenchmarkRayMicro(b *testing.B) { benchmarks.RunGroup(b, "RayMicro") }
+
+// BenchmarkBaseline: grpc_unary_roundtrip, a gRPC unary call to a peer
+// process over loopback TCP, the baseline of the task rows.
+func BenchmarkBaseline(b *testing.B) { benchmarks.RunGroup(b, "Baseline") }
+
+// TestRayMicroRows pins the RayMicro rows' baselines and targets
+// (DESIGN.md §7), and checks the rates the cases report.
+func TestRayMicroRows(t *testing.T) {
+	targets := map[string]string{}
+	for _, r := range benchmarks.Rows() {
+		targets[r.Name()] = r.Target.Describe(r.Kind)
+	}
+	for name, want := range map[string]string{
+		"RayMicro/tasks_sync vs Baseline/grpc_unary_roundtrip":               "≤ 3× baseline time, p50 ≤ 50µs",
+		"RayMicro/tasks_async vs Baseline/grpc_unary_roundtrip":              "≥ 0.1 M msgs/s",
+		"RayMicro/multi_client_tasks_async vs Baseline/grpc_unary_roundtrip": "",
+		"RayMicro/put_calls vs Objstore/put_small":                           "≥ 0.2 M msgs/s",
+		"RayMicro/get_calls vs Objstore/get_small":                           "≥ 0.5 M msgs/s",
+		"RayMicro/put_gigabytes vs Memcpy/64MiB":                             "≥ 0.8× baseline",
+	} {
+		if got, ok := targets[name]; !ok || got != want {
+			t.Errorf("row %s: target %q (present %v), want %q", name, got, ok, want)
+		}
+	}
+}
+
+// TestRayMicroMetrics runs the rate cases briefly and checks that each
+// reports the figure its row compares.
+func TestRayMicroMetrics(t *testing.T) {
+	for name, unit := range map[string]string{
+		"RayMicro/tasks_async":              "msgs/s",
+		"RayMicro/multi_client_tasks_async": "msgs/s",
+		"RayMicro/put_calls":                "msgs/s",
+		"RayMicro/get_calls":                "msgs/s",
+		"RayMicro/put_gigabytes":            "B/op",
+		"Baseline/grpc_unary_roundtrip":     "msgs/s",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, ok := benchmarks.Lookup(name)
+			if !ok {
+				t.Fatalf("no case %s", name)
+			}
+			if m := c.RunN(t, 10); !t.Failed() && m[unit] <= 0 {
+				t.Errorf("%s: %s %v, want positive (metrics %v)", name, unit, m[unit], m)
+			}
+		})
+	}
+}
