@@ -125,7 +125,11 @@ func TestFractionalCPUs(t *testing.T) {
 	}
 	spans, err := core.GetAll[Span](ctx, refs)
 	require.NoError(t, err)
-	require.Equal(t, 8, maxOverlap(spans), "8 tasks of 0.5 CPU on 4 CPUs all run at once")
+	// More than 4 at once proves the sharing; all 8 is the usual case (a
+	// loaded machine may start the last workers late).
+	n := maxOverlap(spans)
+	require.Greater(t, n, 4, "tasks of 0.5 CPU share CPUs")
+	require.LessOrEqual(t, n, 8)
 }
 
 var (

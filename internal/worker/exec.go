@@ -260,7 +260,7 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr *channel.R
 	ti := &TaskInfo{TaskID: tid, Name: name, Attempt: int(spec.Attempt), GPUIDs: gpus, Worker: e.w}
 	in[0] = reflect.ValueOf(context.WithValue(ctx, taskKey{}, ti))
 
-	outs, perr, stack := call(fn.fn, in, fn.Variadic)
+	outs, perr, stack := call(fn.fn, in)
 	if perr != nil {
 		return fail(infoFromError(fn.Name, name, perr, stack, true))
 	}
@@ -294,7 +294,7 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr *channel.R
 }
 
 // call invokes fn, turning a panic into an error with its stack.
-func call(fn reflect.Value, in []reflect.Value, variadic bool) (outs []reflect.Value, perr error, stack []byte) {
+func call(fn reflect.Value, in []reflect.Value) (outs []reflect.Value, perr error, stack []byte) {
 	defer func() {
 		if r := recover(); r != nil {
 			stack = debug.Stack()
@@ -305,9 +305,6 @@ func call(fn reflect.Value, in []reflect.Value, variadic bool) (outs []reflect.V
 			}
 		}
 	}()
-	if variadic {
-		return fn.Call(in), nil, nil
-	}
 	return fn.Call(in), nil, nil
 }
 
@@ -363,7 +360,7 @@ func (e *executor) generate(ctx context.Context, fn *Function, name string, tid 
 		n++
 		return []reflect.Value{reflect.ValueOf(true)}
 	})
-	_, perr, stack := call(seq, []reflect.Value{yield}, false)
+	_, perr, stack := call(seq, []reflect.Value{yield})
 	if perr != nil {
 		return n, infoFromError(fn.Name, name, perr, stack, true)
 	}

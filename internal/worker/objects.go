@@ -392,17 +392,15 @@ func (w *CoreWorker) fetchFromOwner(id ids.ObjectID, owner string) *rpc.ReturnOb
 		case <-ctx.Done():
 		}
 	}()
-	for {
-		r, err := c.GetObject(ctx, &rpc.GetObjectRequest{ObjectId: id[:]})
-		if err == nil && r.Object != nil {
-			r.Object.ObjectId = id[:]
-			return r.Object
-		}
-		if ctx.Err() != nil {
-			return &rpc.ReturnObject{ObjectId: id[:], Error: systemError(rpc.ErrorKind_ERROR_SYSTEM, "", "", errs.ErrShutdown.Error())}
-		}
-		return fail(fmt.Sprintf("its owner %s did not answer (%v): the owner process has probably exited", owner, err))
+	r, err := c.GetObject(ctx, &rpc.GetObjectRequest{ObjectId: id[:]})
+	if err == nil && r.Object != nil {
+		r.Object.ObjectId = id[:]
+		return r.Object
 	}
+	if ctx.Err() != nil {
+		return &rpc.ReturnObject{ObjectId: id[:], Error: systemError(rpc.ErrorKind_ERROR_SYSTEM, "", "", errs.ErrShutdown.Error())}
+	}
+	return fail(fmt.Sprintf("its owner %s did not answer (%v): the owner process has probably exited", owner, err))
 }
 
 // Wait waits until n of ids are ready (or failed), the timeout passes

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"iter"
 	"reflect"
 	"strings"
 	"sync"
@@ -123,7 +122,7 @@ func newFunction(name string, fn any) (*Function, error) {
 	return f, nil
 }
 
-// seqItem recognises iter.Seq[T] and iter.Seq2[T, error].
+// seqItem recognises the shapes of iter.Seq[T] and iter.Seq2[T, error].
 func seqItem(t reflect.Type) (item reflect.Type, seq2, ok bool) {
 	if t.Kind() != reflect.Func || t.NumIn() != 1 || t.NumOut() != 0 {
 		return nil, false, false
@@ -140,8 +139,6 @@ func seqItem(t reflect.Type) (item reflect.Type, seq2, ok bool) {
 	}
 	return nil, false, false
 }
-
-var _ = iter.Seq[int](nil) // the generator shapes seqItem recognises
 
 func encodable(t reflect.Type) error {
 	switch t.Kind() {
