@@ -2,8 +2,8 @@ package core_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +24,7 @@ import (
 	"github.com/goray/goray/internal/ids"
 	"github.com/goray/goray/internal/rpc"
 	"github.com/goray/goray/internal/shm"
+	"github.com/goray/goray/internal/testutil"
 )
 
 // markThenWait writes its pid to path when it starts, then waits: d, or
@@ -52,7 +53,7 @@ var markThenWait = core.Register("markThenWait", func(ctx context.Context, path 
 func startedPID(t *testing.T, path string) int {
 	t.Helper()
 	var pid int
-	testCheck(t, func() error {
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return err
@@ -197,7 +198,7 @@ func TestRPCNeedsToken(t *testing.T) {
 func sendGarbage(t *testing.T, addr string) {
 	t.Helper()
 	for _, junk := range []string{"GET / HTTP/1.1\r\n\r\n", strings.Repeat("\xff", 4096), "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x04\x08\x00\x00\x00\x00\x00"} {
-		c, err := (&netDialer{}).dial(addr)
+		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 		require.NoError(t, err)
 		c.Write([]byte(junk))
 		c.Close()
@@ -226,7 +227,7 @@ func TestCancel(t *testing.T) {
 	require.NoError(t, core.Cancel(ref, true))
 	_, err = core.Get[string](ctx, ref)
 	require.ErrorIs(t, err, core.ErrTaskCancelled)
-	testCheck(t, func() error {
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		if p, err := shm.ProcessOf(pid); err == nil && p.Alive() {
 			return fmt.Errorf("worker %d still alive", pid)
 		}
@@ -295,7 +296,7 @@ func TestDroppedRefsAreFreed(t *testing.T) {
 		require.True(t, in)
 		return id
 	}()
-	testCheck(t, func() error {
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		runtime.GC()
 		if in, _ := store.Contains(id); in {
 			return fmt.Errorf("object %s still in the store after its last ref was dropped", id)
@@ -330,7 +331,7 @@ func TestDriverKilled(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 	cmd.Wait()
-	testCheck(t, func() error {
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		if wp.Alive() {
 			return fmt.Errorf("worker %d still alive after its driver was killed", workerPID)
 		}
@@ -363,5 +364,3 @@ func childDriver() {
 	fmt.Printf("worker=%d\n", pid)
 	select {} // until killed
 }
-
-var _ = errors.New

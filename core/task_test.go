@@ -16,6 +16,7 @@ import (
 	"github.com/goray/goray/core"
 	"github.com/goray/goray/internal/ids"
 	"github.com/goray/goray/internal/shm"
+	"github.com/goray/goray/internal/testutil"
 )
 
 var (
@@ -232,27 +233,12 @@ func TestPutOncePassToMany(t *testing.T) {
 	id, err := ids.ParseObjectID(ref.ID())
 	require.NoError(t, err)
 	core.Free(ref)
-	testCheck(t, func() error {
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		if in, _ := store.Contains(id); in {
 			return fmt.Errorf("object %s still in the store after Free", id)
 		}
 		return nil
 	})
-}
-
-func testCheck(t *testing.T, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 var ErrFlaky = core.RegisterError(errors.New("core_test: flaky backend"))
@@ -422,7 +408,7 @@ func TestWorkerPool(t *testing.T) {
 	}
 	require.Len(t, pids, 3)
 	// ...and two of them are stopped once idle.
-	testCheck(t, func() error {
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		alive := 0
 		for pid := range pids {
 			if p, err := shm.ProcessOf(pid); err == nil && p.Alive() {

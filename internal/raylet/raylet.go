@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"os/exec"
 	"runtime"
 	"slices"
@@ -578,7 +577,7 @@ func (r *Raylet) Close(grace time.Duration) error {
 	r.mu.Unlock()
 	deadline := time.Now().Add(grace)
 	for _, w := range procs {
-		for time.Now().Before(deadline) && processRunning(w.cmd.Process.Pid) {
+		for time.Now().Before(deadline) && w.proc.Alive() {
 			time.Sleep(5 * time.Millisecond)
 		}
 		w.cmd.Process.Signal(syscall.SIGKILL)
@@ -586,20 +585,6 @@ func (r *Raylet) Close(grace time.Duration) error {
 	close(r.stop)
 	r.wg.Wait()
 	return nil
-}
-
-func processRunning(pid int) bool {
-	// A zombie (exited, not yet reaped) still answers kill(0); read its state.
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	for i := len(b) - 1; i > 0; i-- {
-		if b[i] == ')' && i+2 < len(b) {
-			return b[i+2] != 'Z'
-		}
-	}
-	return true
 }
 
 func intsTo32(xs []int) []int32 {
