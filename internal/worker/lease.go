@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -128,6 +129,10 @@ func (w *CoreWorker) replyLoop(l *leaseConn) {
 		w.handleReplyLocked(l, &rep)
 		w.mu.Unlock()
 		rep.Reset()
+		// A Get this reply completed waits in this P's runnext slot: run
+		// it now, on this thread, rather than wake another thread for it
+		// (a futex wake, 7–70 µs) while this loop spins for the next reply.
+		runtime.Gosched()
 	}
 }
 
