@@ -12,5 +12,9 @@ func AddressOf(rt *Runtime) (addr, tokenFile string) {
 	return rt.w.Address(), rt.cluster.dir + "/token"
 }
 
+// HasObject reports whether the driver's value table still has r's object
+// (also after Free(r)).
+func HasObject(rt *Runtime, r *ObjectRef) bool { return rt.w.HasObject(r.id) }
+
 // NumObjects is the size of the driver's value table.
 func NumObjects(rt *Runtime) int { return rt.w.NumObjects() }

@@ -115,6 +115,8 @@ func kindOf(err error) rpc.ErrorKind {
 		return rpc.ErrorKind_ERROR_NOT_REGISTERED
 	case errors.Is(err, ErrShutdown):
 		return rpc.ErrorKind_ERROR_SYSTEM
+	case errors.Is(err, ErrObjectLost):
+		return rpc.ErrorKind_ERROR_OBJECT_LOST
 	}
 	return rpc.ErrorKind_ERROR_BAD_ARGUMENT
 }
@@ -154,7 +156,9 @@ func (f *Func) prepare(rt *Runtime, args []any) ([]worker.Arg, worker.SubmitOpti
 	out := make([]worker.Arg, len(args))
 	for i, a := range args {
 		want := f.f.ParamType(i)
-		if r, ok := a.(*ObjectRef); ok {
+		// A ref is resolved (the task gets its value), unless the
+		// parameter is itself a *ObjectRef: then the task borrows the ref.
+		if r, ok := a.(*ObjectRef); ok && want != refType {
 			if r == nil {
 				return nil, opts, fmt.Errorf("%s argument %d: a nil *ObjectRef: %w", f.f.Name, i+1, ErrBadArgument)
 			}
@@ -169,11 +173,15 @@ func (f *Func) prepare(rt *Runtime, args []any) ([]worker.Arg, worker.SubmitOpti
 		if err != nil {
 			return nil, opts, fmt.Errorf("%s argument %d: %w", f.f.Name, i+1, err)
 		}
+		nested, err := nestedRefs(rt, reflect.ValueOf(v))
+		if err != nil {
+			return nil, opts, fmt.Errorf("%s argument %d: %w", f.f.Name, i+1, err)
+		}
 		enc, err := codec.Encode(v)
 		if err != nil {
 			return nil, opts, fmt.Errorf("%s argument %d: %w: %w", f.f.Name, i+1, ErrBadArgument, err)
 		}
-		out[i] = worker.Arg{Value: enc}
+		out[i] = worker.Arg{Value: enc, Nested: nested}
 	}
 	return out, opts, nil
 }

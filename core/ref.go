@@ -23,6 +23,7 @@ import (
 type ObjectRef struct {
 	id      ids.ObjectID
 	rt      *Runtime
+	owner   string // decoded and not yet bound to rt
 	mu      sync.Mutex
 	cleanup runtime.Cleanup
 	freed   bool
@@ -79,6 +80,9 @@ func (r *ObjectRef) check(op string) error {
 	if r == nil {
 		return fmt.Errorf("core: %s: nil *ObjectRef: %w", op, ErrBadArgument)
 	}
+	if r.rt == nil {
+		return fmt.Errorf("core: %s %s: %w: the ref was decoded outside a Get or a task's arguments, so no runtime counts it", op, r.id, ErrBadArgument)
+	}
 	r.mu.Lock()
 	freed := r.freed
 	r.mu.Unlock()
@@ -108,6 +112,9 @@ func Get[T any](ctx context.Context, ref *ObjectRef) (T, error) {
 		return out, err
 	}
 	if err := decodeInto(v.Data, &out); err != nil {
+		return out, fmt.Errorf("core: get %s: %w", ref.id, err)
+	}
+	if err := bindRefs(ref.rt, reflect.ValueOf(&out).Elem()); err != nil {
 		return out, fmt.Errorf("core: get %s: %w", ref.id, err)
 	}
 	runtime.KeepAlive(ref)
@@ -188,11 +195,15 @@ func Put(rt *Runtime, v any) (*ObjectRef, error) {
 	if _, isRef := v.(*ObjectRef); isRef {
 		return nil, fmt.Errorf("core: put: the value is an *ObjectRef: %w: pass the ref itself", ErrBadArgument)
 	}
+	nested, err := nestedRefs(rt, reflect.ValueOf(v))
+	if err != nil {
+		return nil, fmt.Errorf("core: put: %w", err)
+	}
 	enc, err := codec.Encode(v)
 	if err != nil {
 		return nil, fmt.Errorf("core: put: %w: %w", ErrBadArgument, err)
 	}
-	id, err := rt.w.Put(enc)
+	id, err := rt.w.Put(enc, nested)
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)
 	}

@@ -29,6 +29,11 @@ const (
 	tagSpan = 1 << 31
 )
 
+// TagFor is the CBOR tag RegisterType gives name. A registered type that
+// writes its own encoding (a cbor.Marshaler) must write this tag around it
+// to come back as itself in interface-typed places.
+func TagFor(name string) uint64 { return tagFor(name) }
+
 // tagFor hashes a registration name into its tag: the same name gives the
 // same tag in every process and every build, with no registry to share.
 func tagFor(name string) uint64 {

@@ -1358,8 +1358,12 @@ type BorrowerRequest struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	ObjectIds       [][]byte               `protobuf:"bytes,1,rep,name=object_ids,json=objectIds,proto3" json:"object_ids,omitempty"`
 	BorrowerAddress string                 `protobuf:"bytes,2,opt,name=borrower_address,json=borrowerAddress,proto3" json:"borrower_address,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// how many registrations this adds or removes for each object (0 means
+	// 1): the owner counts them, so that an add and a remove that cross in
+	// flight cannot free an object a borrower still holds.
+	Count         uint32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *BorrowerRequest) Reset() {
@@ -1404,6 +1408,13 @@ func (x *BorrowerRequest) GetBorrowerAddress() string {
 		return x.BorrowerAddress
 	}
 	return ""
+}
+
+func (x *BorrowerRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
 }
 
 type BorrowerReply struct {
@@ -2354,11 +2365,12 @@ const file_goray_proto_rawDesc = "" +
 	"\x10GetObjectRequest\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\"A\n" +
 	"\x0eGetObjectReply\x12/\n" +
-	"\x06object\x18\x01 \x01(\v2\x17.goray.rpc.ReturnObjectR\x06object\"[\n" +
+	"\x06object\x18\x01 \x01(\v2\x17.goray.rpc.ReturnObjectR\x06object\"q\n" +
 	"\x0fBorrowerRequest\x12\x1d\n" +
 	"\n" +
 	"object_ids\x18\x01 \x03(\fR\tobjectIds\x12)\n" +
-	"\x10borrower_address\x18\x02 \x01(\tR\x0fborrowerAddress\"\x0f\n" +
+	"\x10borrower_address\x18\x02 \x01(\tR\x0fborrowerAddress\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\"\x0f\n" +
 	"\rBorrowerReply\"#\n" +
 	"\vExitRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"%\n" +

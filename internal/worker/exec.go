@@ -255,6 +255,12 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr *channel.R
 			return fail(systemError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, "", "",
 				fmt.Sprintf("%s argument %d: want %v: %v", fn.Name, i+1, pt, err)))
 		}
+		if len(a.Nested) > 0 && ValueRefs.Bind != nil {
+			if err := ValueRefs.Bind(e.w, v); err != nil {
+				return fail(systemError(rpc.ErrorKind_ERROR_OBJECT_LOST, "", "",
+					fmt.Sprintf("%s argument %d: a ref inside it: %v", fn.Name, i+1, err)))
+			}
+		}
 		in = append(in, v)
 	}
 	ti := &TaskInfo{TaskID: tid, Name: name, Attempt: int(spec.Attempt), GPUIDs: gpus, Worker: e.w}
@@ -272,7 +278,7 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr *channel.R
 		return fail(infoFromError(fn.Name, name, err, nil, false))
 	}
 	if fn.Generator {
-		n, info := e.generate(ctx, fn, name, tid, outs[0], wr)
+		n, info := e.generate(ctx, fn, name, spec.OwnerAddress, tid, outs[0], wr)
 		reply.GeneratorItems = uint32(n)
 		if info != nil {
 			return fail(info)
@@ -284,7 +290,7 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr *channel.R
 		results = []reflect.Value{reflect.Zero(reflect.TypeFor[any]())}
 	}
 	for i, v := range results {
-		ret, info := e.encodeResult(ids.NewObjectID(tid, uint32(i+1)), v)
+		ret, info := e.encodeResult(ctx, ids.NewObjectID(tid, uint32(i+1)), v, spec.OwnerAddress)
 		if info != nil {
 			return fail(info)
 		}
@@ -309,12 +315,22 @@ func call(fn reflect.Value, in []reflect.Value) (outs []reflect.Value, perr erro
 }
 
 // encodeResult encodes one return value: inline, or into the store.
-func (e *executor) encodeResult(id ids.ObjectID, v reflect.Value) (*rpc.ReturnObject, *rpc.ErrorInfo) {
+func (e *executor) encodeResult(ctx context.Context, id ids.ObjectID, v reflect.Value, owner string) (*rpc.ReturnObject, *rpc.ErrorInfo) {
 	enc, err := codec.Encode(v.Interface())
 	if err != nil {
 		return nil, systemError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, "", "", fmt.Sprintf("result of type %v: %v", v.Type(), err))
 	}
 	ret := &rpc.ReturnObject{ObjectId: id[:]}
+	if ValueRefs.Collect != nil {
+		nested, err := ValueRefs.Collect(v)
+		if err == nil {
+			err = e.w.registerNested(ctx, nested, owner)
+		}
+		if err != nil {
+			return nil, systemError(rpc.ErrorKind_ERROR_OBJECT_LOST, "", "", fmt.Sprintf("result of type %v: %v", v.Type(), err))
+		}
+		ret.Nested = nestedToRPC(nested)
+	}
 	if enc.Size() <= InlineLimit {
 		ret.Value = enc.Bytes()
 		return ret, nil
@@ -331,7 +347,7 @@ func (e *executor) encodeResult(id ids.ObjectID, v reflect.Value) (*rpc.ReturnOb
 }
 
 // generate drains a generator's iterator, sending each item as it comes.
-func (e *executor) generate(ctx context.Context, fn *Function, name string, tid ids.TaskID, seq reflect.Value, wr *channel.RingWriter) (int, *rpc.ErrorInfo) {
+func (e *executor) generate(ctx context.Context, fn *Function, name, owner string, tid ids.TaskID, seq reflect.Value, wr *channel.RingWriter) (int, *rpc.ErrorInfo) {
 	n := 0
 	var failed *rpc.ErrorInfo
 	yieldType := seq.Type().In(0)
@@ -344,7 +360,7 @@ func (e *executor) generate(ctx context.Context, fn *Function, name string, tid 
 			failed = infoFromError(fn.Name, name, args[1].Interface().(error), nil, false)
 			return stop
 		}
-		ret, info := e.encodeResult(ids.NewObjectID(tid, uint32(n+1)), args[0])
+		ret, info := e.encodeResult(ctx, ids.NewObjectID(tid, uint32(n+1)), args[0], owner)
 		if info != nil {
 			failed = info
 			return stop

@@ -33,11 +33,15 @@ type object struct {
 	err   *rpc.ErrorInfo
 	ready chan struct{} // closed when state leaves objPending
 
-	local     int             // live refs in this process
-	submitted int             // queued or running tasks that take it as an argument
-	borrowers map[string]bool // other processes holding refs (owner side)
-	lineage   *task           // the task that makes it, while it can be re-run
+	local     int            // live refs in this process
+	submitted int            // queued or running tasks that take it as an argument
+	borrowers map[string]int // registrations of other processes holding refs (owner side)
+	lineage   *task          // the task that makes it, while it can be re-run
 	pin       *objstore.Object
+
+	borrowRegs  int            // registrations with the owner on this process's behalf (borrower side)
+	registering bool           // a Borrow is registering with the owner
+	contained   []ids.ObjectID // refs inside the value, held while it lives
 
 	dependents []*task         // tasks waiting for it as an argument
 	watchers   []chan struct{} // Wait calls
@@ -100,6 +104,9 @@ func (w *CoreWorker) maybeFreeLocked(o *object) {
 	if o.local > 0 || o.submitted > 0 || len(o.borrowers) > 0 {
 		return
 	}
+	if o.registering {
+		return // Borrow finishes, then frees it
+	}
 	if o.state == objPending && o.owned {
 		o.freed = true // its task still runs: drop the value when it lands
 		return
@@ -115,6 +122,10 @@ func (w *CoreWorker) dropLocked(o *object) {
 	}
 	o.lineage = nil
 	o.value = nil
+	w.unborrowLocked(o)
+	held := o.contained
+	o.contained = nil
+	w.releaseHeldLocked(held)
 }
 
 // Owned reports whether this process owns id, and its owner's address.
@@ -164,6 +175,7 @@ func (w *CoreWorker) completeLocked(ret *rpc.ReturnObject) {
 	default:
 		o.state, o.value = objInline, ret.Value
 	}
+	w.adoptNestedLocked(o, ret.Nested)
 	w.readyLocked(o)
 }
 
@@ -198,8 +210,9 @@ func lostInfo(id ids.ObjectID, why string) *rpc.ErrorInfo {
 // ---------------------------------------------------------------- put
 
 // Put stores an encoded value as a new object owned by this process, with
-// one live ref (the caller's).
-func (w *CoreWorker) Put(e codec.Encoded) (ids.ObjectID, error) {
+// one live ref (the caller's). nested are the refs inside the value: the
+// object holds them while it lives.
+func (w *CoreWorker) Put(e codec.Encoded, nested []NestedRef) (ids.ObjectID, error) {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -223,6 +236,7 @@ func (w *CoreWorker) Put(e codec.Encoded) (ids.ObjectID, error) {
 	}
 	close(o.ready)
 	w.mu.Lock()
+	o.contained = w.holdNestedLocked(nested)
 	w.objects[id] = o
 	w.mu.Unlock()
 	return id, nil

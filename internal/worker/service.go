@@ -67,26 +67,14 @@ func (s *service) GetObject(ctx context.Context, req *rpc.GetObjectRequest) (*rp
 func (s *service) AddBorrower(_ context.Context, req *rpc.BorrowerRequest) (*rpc.BorrowerReply, error) {
 	s.w.mu.Lock()
 	defer s.w.mu.Unlock()
-	for _, b := range req.ObjectIds {
-		if o := s.w.objects[objectIDOf(b)]; o != nil && o.owned && len(b) == ids.ObjectIDSize {
-			if o.borrowers == nil {
-				o.borrowers = map[string]bool{}
-			}
-			o.borrowers[req.BorrowerAddress] = true
-		}
-	}
+	s.w.borrowersLocked(req, true)
 	return &rpc.BorrowerReply{}, nil
 }
 
 func (s *service) RemoveBorrower(_ context.Context, req *rpc.BorrowerRequest) (*rpc.BorrowerReply, error) {
 	s.w.mu.Lock()
 	defer s.w.mu.Unlock()
-	for _, b := range req.ObjectIds {
-		if o := s.w.objects[objectIDOf(b)]; o != nil && len(b) == ids.ObjectIDSize && o.borrowers[req.BorrowerAddress] {
-			delete(o.borrowers, req.BorrowerAddress)
-			s.w.maybeFreeLocked(o)
-		}
-	}
+	s.w.borrowersLocked(req, false)
 	return &rpc.BorrowerReply{}, nil
 }
 

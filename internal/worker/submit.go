@@ -36,6 +36,8 @@ type task struct {
 	fn, name    string
 	spec        *rpc.TaskSpec
 	deps        []argDep
+	nested      []NestedRef    // refs inside argument values
+	held        []ids.ObjectID // those of nested held until the task ends
 	pendingDeps int
 	returns     []ids.ObjectID
 	key         *keyQueue
@@ -57,9 +59,10 @@ type argDep struct {
 
 // Arg is one argument of a submission: an encoded value or a ref.
 type Arg struct {
-	Value codec.Encoded
-	Ref   *ids.ObjectID
-	Owner string // the ref's owner
+	Value  codec.Encoded
+	Nested []NestedRef // refs inside Value: held until the task ends
+	Ref    *ids.ObjectID
+	Owner  string // the ref's owner
 }
 
 // SubmitOptions are a task's options.
@@ -121,7 +124,8 @@ func (w *CoreWorker) Submit(fn *Function, args []Arg, opts SubmitOptions) ([]ids
 			t.spec.Args[i] = &rpc.Arg{}
 			t.deps = append(t.deps, argDep{i, *a.Ref})
 		} else {
-			t.spec.Args[i] = &rpc.Arg{Value: a.Value.Bytes()}
+			t.spec.Args[i] = &rpc.Arg{Value: a.Value.Bytes(), Nested: nestedToRPC(a.Nested)}
+			t.nested = append(t.nested, a.Nested...)
 		}
 	}
 	for i := range fn.NumReturns() {
@@ -153,6 +157,7 @@ func (w *CoreWorker) Submit(fn *Function, args []Arg, opts SubmitOptions) ([]ids
 	}
 	t.key = k
 	w.tasks[t.id] = t
+	t.held = w.holdNestedLocked(t.nested)
 	for _, d := range t.deps {
 		o := w.objects[d.id]
 		if o == nil {
@@ -302,6 +307,9 @@ func (w *CoreWorker) finishTaskLocked(t *task) {
 			w.maybeFreeLocked(o)
 		}
 	}
+	held := t.held
+	t.held = nil
+	w.releaseHeldLocked(held)
 	if t.maxRetries == 0 {
 		t.spec = nil
 	}
