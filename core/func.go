@@ -117,6 +117,8 @@ func kindOf(err error) rpc.ErrorKind {
 		return rpc.ErrorKind_ERROR_SYSTEM
 	case errors.Is(err, ErrObjectLost):
 		return rpc.ErrorKind_ERROR_OBJECT_LOST
+	case errors.Is(err, ErrActorDied):
+		return rpc.ErrorKind_ERROR_ACTOR_DIED
 	}
 	return rpc.ErrorKind_ERROR_BAD_ARGUMENT
 }
@@ -142,6 +144,13 @@ func (f *Func) prepare(rt *Runtime, args []any) ([]worker.Arg, worker.SubmitOpti
 		}
 		opts.NodeID = id
 	}
+	out, err := encodeArgs(rt, f.f, args)
+	return out, opts, err
+}
+
+// encodeArgs checks arguments against fn's parameters and encodes them:
+// values (with the refs inside them), and top-level refs to resolve.
+func encodeArgs(rt *Runtime, fn *worker.Function, args []any) ([]worker.Arg, error) {
 	given := make([]reflect.Type, len(args))
 	for i, a := range args {
 		if r, ok := a.(*ObjectRef); ok && r != nil {
@@ -150,20 +159,20 @@ func (f *Func) prepare(rt *Runtime, args []any) ([]worker.Arg, worker.SubmitOpti
 			given[i] = reflect.TypeOf(a)
 		}
 	}
-	if err := f.f.CheckArity(given); err != nil {
-		return nil, opts, err
+	if err := fn.CheckArity(given); err != nil {
+		return nil, err
 	}
 	out := make([]worker.Arg, len(args))
 	for i, a := range args {
-		want := f.f.ParamType(i)
+		want := fn.ParamType(i)
 		// A ref is resolved (the task gets its value), unless the
 		// parameter is itself a *ObjectRef: then the task borrows the ref.
 		if r, ok := a.(*ObjectRef); ok && want != refType {
 			if r == nil {
-				return nil, opts, fmt.Errorf("%s argument %d: a nil *ObjectRef: %w", f.f.Name, i+1, ErrBadArgument)
+				return nil, fmt.Errorf("%s argument %d: a nil *ObjectRef: %w", fn.Name, i+1, ErrBadArgument)
 			}
 			if r.rt.w != rt.w {
-				return nil, opts, fmt.Errorf("%s argument %d: a ref from another runtime: %w", f.f.Name, i+1, ErrBadArgument)
+				return nil, fmt.Errorf("%s argument %d: a ref from another runtime: %w", fn.Name, i+1, ErrBadArgument)
 			}
 			id := r.id
 			out[i] = worker.Arg{Ref: &id}
@@ -171,19 +180,19 @@ func (f *Func) prepare(rt *Runtime, args []any) ([]worker.Arg, worker.SubmitOpti
 		}
 		v, err := convertArg(a, want)
 		if err != nil {
-			return nil, opts, fmt.Errorf("%s argument %d: %w", f.f.Name, i+1, err)
+			return nil, fmt.Errorf("%s argument %d: %w", fn.Name, i+1, err)
 		}
 		nested, err := nestedRefs(rt, reflect.ValueOf(v))
 		if err != nil {
-			return nil, opts, fmt.Errorf("%s argument %d: %w", f.f.Name, i+1, err)
+			return nil, fmt.Errorf("%s argument %d: %w", fn.Name, i+1, err)
 		}
 		enc, err := codec.Encode(v)
 		if err != nil {
-			return nil, opts, fmt.Errorf("%s argument %d: %w: %w", f.f.Name, i+1, ErrBadArgument, err)
+			return nil, fmt.Errorf("%s argument %d: %w: %w", fn.Name, i+1, ErrBadArgument, err)
 		}
 		out[i] = worker.Arg{Value: enc, Nested: nested}
 	}
-	return out, opts, nil
+	return out, nil
 }
 
 // convertArg checks a value against its parameter's type. Untyped Go

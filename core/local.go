@@ -5,6 +5,7 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/goray/goray/internal/gcs"
 	"github.com/goray/goray/internal/raylet"
 	"github.com/goray/goray/internal/rpc"
 )
@@ -35,4 +36,35 @@ func (l localRaylet) SetBlocked(ctx context.Context, in *rpc.SetBlockedRequest, 
 
 func (l localRaylet) GetResources(ctx context.Context, in *rpc.GetResourcesRequest, _ ...grpc.CallOption) (*rpc.GetResourcesReply, error) {
 	return l.r.GetResources(ctx, in)
+}
+
+// localGcs is the embedded GCS as the driver's core worker calls it.
+type localGcs struct{ g *gcs.Server }
+
+func (l localGcs) RegisterNode(ctx context.Context, in *rpc.NodeInfo, _ ...grpc.CallOption) (*rpc.RegisterNodeReply, error) {
+	return l.g.RegisterNode(ctx, in)
+}
+
+func (l localGcs) GetNodes(ctx context.Context, in *rpc.GetNodesRequest, _ ...grpc.CallOption) (*rpc.GetNodesReply, error) {
+	return l.g.GetNodes(ctx, in)
+}
+
+func (l localGcs) RegisterJob(ctx context.Context, in *rpc.RegisterJobRequest, _ ...grpc.CallOption) (*rpc.RegisterJobReply, error) {
+	return l.g.RegisterJob(ctx, in)
+}
+
+func (l localGcs) CreateActor(ctx context.Context, in *rpc.ActorSpec, _ ...grpc.CallOption) (*rpc.CreateActorReply, error) {
+	return l.g.CreateActor(ctx, in)
+}
+
+func (l localGcs) GetActor(ctx context.Context, in *rpc.GetActorRequest, _ ...grpc.CallOption) (*rpc.ActorInfo, error) {
+	return l.g.GetActor(ctx, in)
+}
+
+func (l localGcs) KillActor(ctx context.Context, in *rpc.KillActorRequest, _ ...grpc.CallOption) (*rpc.KillActorReply, error) {
+	return l.g.KillActor(ctx, in)
+}
+
+func (l localGcs) ListActors(ctx context.Context, in *rpc.ListActorsRequest, _ ...grpc.CallOption) (*rpc.ListActorsReply, error) {
+	return l.g.ListActors(ctx, in)
 }

@@ -146,7 +146,8 @@ func startEmbedded(ctx context.Context, cfg initConfig) (_ *Runtime, err error) 
 			cmd.Env = append(env[:len(env):len(env)], envWorkerID+"="+id)
 			return cmd, nil
 		},
-		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
+		Logf:      func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
+		LeaseLost: c.gcs.LeaseLost,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("core: Init: %w", err)
@@ -156,12 +157,14 @@ func startEmbedded(ctx context.Context, cfg initConfig) (_ *Runtime, err error) 
 		return nil, err
 	}
 	w, err := worker.New(worker.Config{Driver: true, JobID: ids.JobID(job.JobId), NodeID: nodeID, WorkerID: "driver",
-		Token: token, Address: addr, Raylet: localRaylet{c.raylet}, Store: c.store,
+		Token: token, Address: addr, Raylet: localRaylet{c.raylet}, Gcs: localGcs{c.gcs}, Store: c.store,
 		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
 	if err != nil {
 		return nil, err
 	}
 	w.Register(c.server)
+	c.gcs.EnableActors(gcs.ActorConfig{Raylet: localRaylet{c.raylet}, Worker: w.Peer,
+		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
 	go func() {
 		defer close(c.served)
 		c.server.Serve(c.ln)
@@ -169,6 +172,7 @@ func startEmbedded(ctx context.Context, cfg initConfig) (_ *Runtime, err error) 
 	w.Start()
 	rt := &Runtime{w: w, cluster: c}
 	w.Owner = rt
+	processRuntime.Store(rt)
 	return rt, nil
 }
 
@@ -182,6 +186,9 @@ func numCPU() int { return runtime.NumCPU() }
 
 func (c *cluster) close() error {
 	var errs []error
+	if c.gcs != nil {
+		c.gcs.Close()
+	}
 	if c.raylet != nil {
 		errs = append(errs, c.raylet.Close(2*time.Second))
 	}
@@ -247,9 +254,13 @@ type RuntimeContext struct {
 	NodeID   string
 	WorkerID string // "driver" in the driver
 	TaskID   string // "" outside a task
+	ActorID  string // the actor whose method (or constructor) runs; "" in a task
 	TaskName string
 	Attempt  int   // 0 on the first try
 	GPUIDs   []int // the GPUs assigned to the task
+	// Cancelled: the task (or actor call) was cancelled (Cancel) when the
+	// context was described; ctx.Done() says so as it happens.
+	Cancelled bool
 }
 
 // RuntimeContextFrom describes the task ctx belongs to; outside a task,
@@ -261,6 +272,10 @@ func RuntimeContextFrom(ctx context.Context) (RuntimeContext, bool) {
 	}
 	rc := runtimeContext(ti.Worker)
 	rc.TaskID, rc.TaskName, rc.Attempt, rc.GPUIDs = ti.TaskID.String(), ti.Name, ti.Attempt, ti.GPUIDs
+	if ti.ActorID != (ids.ActorID{}) {
+		rc.ActorID = ti.ActorID.String()
+	}
+	rc.Cancelled = ctx.Err() != nil
 	return rc, true
 }
 

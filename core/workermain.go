@@ -72,11 +72,13 @@ func serveWorker() int {
 	}
 	server := rpc.NewServer(token)
 	w, err := worker.New(worker.Config{JobID: job, NodeID: nodeID, WorkerID: env[envWorkerID], Token: token,
-		Address: ln.Addr().String(), Raylet: raylet, Store: store, Logf: logf})
+		Address: ln.Addr().String(), Raylet: raylet, Gcs: rpc.NewGcsClient(cc), Store: store, Logf: logf})
 	if err != nil {
 		return fail(err)
 	}
-	w.Owner = &Runtime{w: w}
+	wrt := &Runtime{w: w}
+	w.Owner = wrt
+	processRuntime.Store(wrt)
 	w.Register(server)
 	served := make(chan struct{})
 	go func() {

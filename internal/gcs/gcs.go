@@ -25,6 +25,7 @@ type Server struct {
 	nodes   map[string]*rpc.NodeInfo
 	order   []string
 	nextJob uint32
+	actors  *actors // nil until EnableActors
 }
 
 // New returns an empty GCS.

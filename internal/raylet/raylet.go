@@ -45,6 +45,10 @@ type Config struct {
 	RegisterTimeout time.Duration
 	// Logf reports worker exits and other events (nil: silent).
 	Logf func(format string, args ...any)
+	// LeaseLost, if set, hears (from its own goroutine) that the worker of
+	// a lease died while leased, and how ("exit code 2", "killed by
+	// signal 9 (SIGKILL)…"). The GCS uses it to restart actors.
+	LeaseLost func(leaseID string, pid int, how string)
 }
 
 func (c *Config) validate() error {
@@ -89,11 +93,13 @@ type workerProc struct {
 	state   workerState
 	since   time.Time // of the current state
 	lease   *lease
-	exiting bool // asked to exit; do not lease
+	exiting bool   // asked to exit; do not lease
+	killed  string // why the raylet killed it, if it did
 }
 
 type lease struct {
 	id        string
+	dedicated bool // an actor's: the worker is killed when the lease ends
 	demand    Resources
 	held      Resources // what it holds now (CPUs given back while blocked)
 	gpus      []int
@@ -271,6 +277,11 @@ func (r *Raylet) reap(w *workerProc, outs *forwarder) {
 	delete(r.workers, w.id)
 	if l := w.lease; l != nil {
 		r.releaseLocked(l)
+		if r.cfg.LeaseLost != nil && !r.closed {
+			how := exitDescription(err, w.killed)
+			id, pid := l.id, w.cmd.Process.Pid
+			go r.cfg.LeaseLost(id, pid, how)
+		}
 	}
 	switch {
 	case prev == starting && !r.closed:
@@ -402,7 +413,7 @@ func (r *Raylet) dispatchLocked() {
 		w := idleWorkers[0]
 		idleWorkers = idleWorkers[1:]
 		l := &lease{id: string(p.req.LeaseId), demand: p.demand, held: p.demand.Clone(), worker: w,
-			submitter: shm.Process{PID: int(p.req.SubmitterPid)}}
+			submitter: shm.Process{PID: int(p.req.SubmitterPid)}, dedicated: p.req.Dedicated}
 		if l.submitter.PID != 0 {
 			l.submitter, _ = shm.ProcessOf(l.submitter.PID)
 		}
@@ -455,7 +466,7 @@ func (r *Raylet) returnLocked(l *lease, failed bool) {
 	w := l.worker
 	if w.state == leased {
 		w.state, w.since = idle, time.Now()
-		if failed {
+		if failed || l.dedicated {
 			r.killLocked(w, syscall.SIGKILL)
 		}
 	}
@@ -481,6 +492,7 @@ func (r *Raylet) KillWorker(_ context.Context, req *rpc.KillWorkerRequest) (*rpc
 		return &rpc.KillWorkerReply{}, nil
 	}
 	r.cfg.Logf("raylet: killing worker %d: %s", l.worker.proc.PID, req.Reason)
+	l.worker.killed = req.Reason
 	r.killLocked(l.worker, syscall.SIGKILL)
 	return &rpc.KillWorkerReply{Killed: true}, nil
 }
@@ -593,4 +605,28 @@ func intsTo32(xs []int) []int32 {
 		out[i] = int32(x)
 	}
 	return out
+}
+
+// exitDescription says how a worker process ended, for ErrActorDied and
+// the logs: the raylet's own reason when it killed it, else the exit code
+// or the signal.
+func exitDescription(err error, killedFor string) string {
+	if killedFor != "" {
+		return "killed by the raylet: " + killedFor
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		if err == nil {
+			return "the process exited (code 0)"
+		}
+		return fmt.Sprintf("the process ended: %v", err)
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	switch {
+	case ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL:
+		return "the process was killed by signal 9 (SIGKILL: kill -9, or the kernel's OOM killer)"
+	case ok && ws.Signaled():
+		return fmt.Sprintf("the process was killed by signal %d (%v)", int(ws.Signal()), ws.Signal())
+	}
+	return fmt.Sprintf("the process exited with code %d", ee.ExitCode())
 }

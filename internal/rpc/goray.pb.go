@@ -29,6 +29,58 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ActorState int32
+
+const (
+	ActorState_ACTOR_PENDING    ActorState = 0 // waiting for a worker, or its constructor runs
+	ActorState_ACTOR_ALIVE      ActorState = 1
+	ActorState_ACTOR_RESTARTING ActorState = 2 // its process died; a new one is being made
+	ActorState_ACTOR_DEAD       ActorState = 3
+)
+
+// Enum value maps for ActorState.
+var (
+	ActorState_name = map[int32]string{
+		0: "ACTOR_PENDING",
+		1: "ACTOR_ALIVE",
+		2: "ACTOR_RESTARTING",
+		3: "ACTOR_DEAD",
+	}
+	ActorState_value = map[string]int32{
+		"ACTOR_PENDING":    0,
+		"ACTOR_ALIVE":      1,
+		"ACTOR_RESTARTING": 2,
+		"ACTOR_DEAD":       3,
+	}
+)
+
+func (x ActorState) Enum() *ActorState {
+	p := new(ActorState)
+	*p = x
+	return p
+}
+
+func (x ActorState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ActorState) Descriptor() protoreflect.EnumDescriptor {
+	return file_goray_proto_enumTypes[0].Descriptor()
+}
+
+func (ActorState) Type() protoreflect.EnumType {
+	return &file_goray_proto_enumTypes[0]
+}
+
+func (x ActorState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ActorState.Descriptor instead.
+func (ActorState) EnumDescriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{0}
+}
+
 type Strategy int32
 
 const (
@@ -62,11 +114,11 @@ func (x Strategy) String() string {
 }
 
 func (Strategy) Descriptor() protoreflect.EnumDescriptor {
-	return file_goray_proto_enumTypes[0].Descriptor()
+	return file_goray_proto_enumTypes[1].Descriptor()
 }
 
 func (Strategy) Type() protoreflect.EnumType {
-	return &file_goray_proto_enumTypes[0]
+	return &file_goray_proto_enumTypes[1]
 }
 
 func (x Strategy) Number() protoreflect.EnumNumber {
@@ -75,7 +127,7 @@ func (x Strategy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Strategy.Descriptor instead.
 func (Strategy) EnumDescriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{0}
+	return file_goray_proto_rawDescGZIP(), []int{1}
 }
 
 type ErrorKind int32
@@ -89,6 +141,7 @@ const (
 	ErrorKind_ERROR_OBJECT_LOST       ErrorKind = 5
 	ErrorKind_ERROR_OBJECT_STORE_FULL ErrorKind = 6
 	ErrorKind_ERROR_SYSTEM            ErrorKind = 7
+	ErrorKind_ERROR_ACTOR_DIED        ErrorKind = 8
 )
 
 // Enum value maps for ErrorKind.
@@ -102,6 +155,7 @@ var (
 		5: "ERROR_OBJECT_LOST",
 		6: "ERROR_OBJECT_STORE_FULL",
 		7: "ERROR_SYSTEM",
+		8: "ERROR_ACTOR_DIED",
 	}
 	ErrorKind_value = map[string]int32{
 		"ERROR_APPLICATION":       0,
@@ -112,6 +166,7 @@ var (
 		"ERROR_OBJECT_LOST":       5,
 		"ERROR_OBJECT_STORE_FULL": 6,
 		"ERROR_SYSTEM":            7,
+		"ERROR_ACTOR_DIED":        8,
 	}
 )
 
@@ -126,11 +181,11 @@ func (x ErrorKind) String() string {
 }
 
 func (ErrorKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_goray_proto_enumTypes[1].Descriptor()
+	return file_goray_proto_enumTypes[2].Descriptor()
 }
 
 func (ErrorKind) Type() protoreflect.EnumType {
-	return &file_goray_proto_enumTypes[1]
+	return &file_goray_proto_enumTypes[2]
 }
 
 func (x ErrorKind) Number() protoreflect.EnumNumber {
@@ -139,7 +194,593 @@ func (x ErrorKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorKind.Descriptor instead.
 func (ErrorKind) EnumDescriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{2}
+}
+
+// ActorSpec is how to make an actor: its class, constructor arguments and
+// options.
+type ActorSpec struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ActorId        []byte                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	Class          string                 `protobuf:"bytes,2,opt,name=class,proto3" json:"class,omitempty"`
+	Args           []*Arg                 `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
+	Name           string                 `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace      string                 `protobuf:"bytes,5,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Detached       bool                   `protobuf:"varint,6,opt,name=detached,proto3" json:"detached,omitempty"`
+	MaxRestarts    int32                  `protobuf:"varint,7,opt,name=max_restarts,json=maxRestarts,proto3" json:"max_restarts,omitempty"`            // -1: forever
+	MaxTaskRetries int32                  `protobuf:"varint,8,opt,name=max_task_retries,json=maxTaskRetries,proto3" json:"max_task_retries,omitempty"` // -1: forever
+	MaxConcurrency int32                  `protobuf:"varint,9,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
+	Resources      map[string]float64     `protobuf:"bytes,10,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	OwnerAddress   string                 `protobuf:"bytes,11,opt,name=owner_address,json=ownerAddress,proto3" json:"owner_address,omitempty"`
+	OwnerPid       int32                  `protobuf:"varint,12,opt,name=owner_pid,json=ownerPid,proto3" json:"owner_pid,omitempty"`
+	JobId          []byte                 `protobuf:"bytes,13,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ActorSpec) Reset() {
+	*x = ActorSpec{}
+	mi := &file_goray_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorSpec) ProtoMessage() {}
+
+func (x *ActorSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorSpec.ProtoReflect.Descriptor instead.
+func (*ActorSpec) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ActorSpec) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *ActorSpec) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
+func (x *ActorSpec) GetArgs() []*Arg {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+func (x *ActorSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ActorSpec) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ActorSpec) GetDetached() bool {
+	if x != nil {
+		return x.Detached
+	}
+	return false
+}
+
+func (x *ActorSpec) GetMaxRestarts() int32 {
+	if x != nil {
+		return x.MaxRestarts
+	}
+	return 0
+}
+
+func (x *ActorSpec) GetMaxTaskRetries() int32 {
+	if x != nil {
+		return x.MaxTaskRetries
+	}
+	return 0
+}
+
+func (x *ActorSpec) GetMaxConcurrency() int32 {
+	if x != nil {
+		return x.MaxConcurrency
+	}
+	return 0
+}
+
+func (x *ActorSpec) GetResources() map[string]float64 {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *ActorSpec) GetOwnerAddress() string {
+	if x != nil {
+		return x.OwnerAddress
+	}
+	return ""
+}
+
+func (x *ActorSpec) GetOwnerPid() int32 {
+	if x != nil {
+		return x.OwnerPid
+	}
+	return 0
+}
+
+func (x *ActorSpec) GetJobId() []byte {
+	if x != nil {
+		return x.JobId
+	}
+	return nil
+}
+
+type CreateActorReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActorId       []byte                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateActorReply) Reset() {
+	*x = CreateActorReply{}
+	mi := &file_goray_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateActorReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateActorReply) ProtoMessage() {}
+
+func (x *CreateActorReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateActorReply.ProtoReflect.Descriptor instead.
+func (*CreateActorReply) Descriptor() ([]byte, []int) {
 	return file_goray_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CreateActorReply) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+type ActorInfo struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ActorId        []byte                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	Class          string                 `protobuf:"bytes,2,opt,name=class,proto3" json:"class,omitempty"`
+	Name           string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Namespace      string                 `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	State          ActorState             `protobuf:"varint,5,opt,name=state,proto3,enum=goray.rpc.ActorState" json:"state,omitempty"`
+	Address        string                 `protobuf:"bytes,6,opt,name=address,proto3" json:"address,omitempty"` // the core worker hosting it (ALIVE)
+	Pid            int32                  `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
+	Incarnation    uint32                 `protobuf:"varint,8,opt,name=incarnation,proto3" json:"incarnation,omitempty"`                // 0 for the first process, +1 per restart
+	DeathCause     string                 `protobuf:"bytes,9,opt,name=death_cause,json=deathCause,proto3" json:"death_cause,omitempty"` // DEAD: why; RESTARTING: why the last died
+	NumRestarts    int32                  `protobuf:"varint,10,opt,name=num_restarts,json=numRestarts,proto3" json:"num_restarts,omitempty"`
+	Detached       bool                   `protobuf:"varint,11,opt,name=detached,proto3" json:"detached,omitempty"`
+	MaxTaskRetries int32                  `protobuf:"varint,12,opt,name=max_task_retries,json=maxTaskRetries,proto3" json:"max_task_retries,omitempty"`
+	NodeId         []byte                 `protobuf:"bytes,13,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Resources      map[string]float64     `protobuf:"bytes,14,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	MaxConcurrency int32                  `protobuf:"varint,15,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ActorInfo) Reset() {
+	*x = ActorInfo{}
+	mi := &file_goray_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActorInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActorInfo) ProtoMessage() {}
+
+func (x *ActorInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
+func (*ActorInfo) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ActorInfo) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *ActorInfo) GetClass() string {
+	if x != nil {
+		return x.Class
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetState() ActorState {
+	if x != nil {
+		return x.State
+	}
+	return ActorState_ACTOR_PENDING
+}
+
+func (x *ActorInfo) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ActorInfo) GetIncarnation() uint32 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+func (x *ActorInfo) GetDeathCause() string {
+	if x != nil {
+		return x.DeathCause
+	}
+	return ""
+}
+
+func (x *ActorInfo) GetNumRestarts() int32 {
+	if x != nil {
+		return x.NumRestarts
+	}
+	return 0
+}
+
+func (x *ActorInfo) GetDetached() bool {
+	if x != nil {
+		return x.Detached
+	}
+	return false
+}
+
+func (x *ActorInfo) GetMaxTaskRetries() int32 {
+	if x != nil {
+		return x.MaxTaskRetries
+	}
+	return 0
+}
+
+func (x *ActorInfo) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+func (x *ActorInfo) GetResources() map[string]float64 {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *ActorInfo) GetMaxConcurrency() int32 {
+	if x != nil {
+		return x.MaxConcurrency
+	}
+	return 0
+}
+
+type GetActorRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ActorId        []byte                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	Name           string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"` // instead of actor_id
+	Namespace      string                 `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Wait           bool                   `protobuf:"varint,4,opt,name=wait,proto3" json:"wait,omitempty"`
+	MinIncarnation uint32                 `protobuf:"varint,5,opt,name=min_incarnation,json=minIncarnation,proto3" json:"min_incarnation,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetActorRequest) Reset() {
+	*x = GetActorRequest{}
+	mi := &file_goray_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetActorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetActorRequest) ProtoMessage() {}
+
+func (x *GetActorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetActorRequest.ProtoReflect.Descriptor instead.
+func (*GetActorRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetActorRequest) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *GetActorRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetActorRequest) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *GetActorRequest) GetWait() bool {
+	if x != nil {
+		return x.Wait
+	}
+	return false
+}
+
+func (x *GetActorRequest) GetMinIncarnation() uint32 {
+	if x != nil {
+		return x.MinIncarnation
+	}
+	return 0
+}
+
+type KillActorRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ActorId       []byte                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	NoRestart     bool                   `protobuf:"varint,2,opt,name=no_restart,json=noRestart,proto3" json:"no_restart,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KillActorRequest) Reset() {
+	*x = KillActorRequest{}
+	mi := &file_goray_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KillActorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KillActorRequest) ProtoMessage() {}
+
+func (x *KillActorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KillActorRequest.ProtoReflect.Descriptor instead.
+func (*KillActorRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *KillActorRequest) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *KillActorRequest) GetNoRestart() bool {
+	if x != nil {
+		return x.NoRestart
+	}
+	return false
+}
+
+type KillActorReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KillActorReply) Reset() {
+	*x = KillActorReply{}
+	mi := &file_goray_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KillActorReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KillActorReply) ProtoMessage() {}
+
+func (x *KillActorReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KillActorReply.ProtoReflect.Descriptor instead.
+func (*KillActorReply) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{5}
+}
+
+type ListActorsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListActorsRequest) Reset() {
+	*x = ListActorsRequest{}
+	mi := &file_goray_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListActorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListActorsRequest) ProtoMessage() {}
+
+func (x *ListActorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListActorsRequest.ProtoReflect.Descriptor instead.
+func (*ListActorsRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{6}
+}
+
+type ListActorsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Actors        []*ActorInfo           `protobuf:"bytes,1,rep,name=actors,proto3" json:"actors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListActorsReply) Reset() {
+	*x = ListActorsReply{}
+	mi := &file_goray_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListActorsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListActorsReply) ProtoMessage() {}
+
+func (x *ListActorsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListActorsReply.ProtoReflect.Descriptor instead.
+func (*ListActorsReply) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListActorsReply) GetActors() []*ActorInfo {
+	if x != nil {
+		return x.Actors
+	}
+	return nil
 }
 
 type NodeInfo struct {
@@ -155,7 +796,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_goray_proto_msgTypes[0]
+	mi := &file_goray_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -167,7 +808,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[0]
+	mi := &file_goray_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -180,7 +821,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{0}
+	return file_goray_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeInfo) GetNodeId() []byte {
@@ -226,7 +867,7 @@ type RegisterNodeReply struct {
 
 func (x *RegisterNodeReply) Reset() {
 	*x = RegisterNodeReply{}
-	mi := &file_goray_proto_msgTypes[1]
+	mi := &file_goray_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -238,7 +879,7 @@ func (x *RegisterNodeReply) String() string {
 func (*RegisterNodeReply) ProtoMessage() {}
 
 func (x *RegisterNodeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[1]
+	mi := &file_goray_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -251,7 +892,7 @@ func (x *RegisterNodeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeReply.ProtoReflect.Descriptor instead.
 func (*RegisterNodeReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{1}
+	return file_goray_proto_rawDescGZIP(), []int{9}
 }
 
 type GetNodesRequest struct {
@@ -262,7 +903,7 @@ type GetNodesRequest struct {
 
 func (x *GetNodesRequest) Reset() {
 	*x = GetNodesRequest{}
-	mi := &file_goray_proto_msgTypes[2]
+	mi := &file_goray_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +915,7 @@ func (x *GetNodesRequest) String() string {
 func (*GetNodesRequest) ProtoMessage() {}
 
 func (x *GetNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[2]
+	mi := &file_goray_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +928,7 @@ func (x *GetNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodesRequest.ProtoReflect.Descriptor instead.
 func (*GetNodesRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{2}
+	return file_goray_proto_rawDescGZIP(), []int{10}
 }
 
 type GetNodesReply struct {
@@ -299,7 +940,7 @@ type GetNodesReply struct {
 
 func (x *GetNodesReply) Reset() {
 	*x = GetNodesReply{}
-	mi := &file_goray_proto_msgTypes[3]
+	mi := &file_goray_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -311,7 +952,7 @@ func (x *GetNodesReply) String() string {
 func (*GetNodesReply) ProtoMessage() {}
 
 func (x *GetNodesReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[3]
+	mi := &file_goray_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -324,7 +965,7 @@ func (x *GetNodesReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodesReply.ProtoReflect.Descriptor instead.
 func (*GetNodesReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{3}
+	return file_goray_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetNodesReply) GetNodes() []*NodeInfo {
@@ -345,7 +986,7 @@ type RegisterJobRequest struct {
 
 func (x *RegisterJobRequest) Reset() {
 	*x = RegisterJobRequest{}
-	mi := &file_goray_proto_msgTypes[4]
+	mi := &file_goray_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -357,7 +998,7 @@ func (x *RegisterJobRequest) String() string {
 func (*RegisterJobRequest) ProtoMessage() {}
 
 func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[4]
+	mi := &file_goray_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -370,7 +1011,7 @@ func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobRequest.ProtoReflect.Descriptor instead.
 func (*RegisterJobRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{4}
+	return file_goray_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RegisterJobRequest) GetDriverAddress() string {
@@ -403,7 +1044,7 @@ type RegisterJobReply struct {
 
 func (x *RegisterJobReply) Reset() {
 	*x = RegisterJobReply{}
-	mi := &file_goray_proto_msgTypes[5]
+	mi := &file_goray_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -415,7 +1056,7 @@ func (x *RegisterJobReply) String() string {
 func (*RegisterJobReply) ProtoMessage() {}
 
 func (x *RegisterJobReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[5]
+	mi := &file_goray_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -428,7 +1069,7 @@ func (x *RegisterJobReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobReply.ProtoReflect.Descriptor instead.
 func (*RegisterJobReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{5}
+	return file_goray_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RegisterJobReply) GetJobId() []byte {
@@ -450,7 +1091,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_goray_proto_msgTypes[6]
+	mi := &file_goray_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +1103,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[6]
+	mi := &file_goray_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +1116,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{6}
+	return file_goray_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RegisterWorkerRequest) GetWorkerId() []byte {
@@ -517,7 +1158,7 @@ type RegisterWorkerReply struct {
 
 func (x *RegisterWorkerReply) Reset() {
 	*x = RegisterWorkerReply{}
-	mi := &file_goray_proto_msgTypes[7]
+	mi := &file_goray_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +1170,7 @@ func (x *RegisterWorkerReply) String() string {
 func (*RegisterWorkerReply) ProtoMessage() {}
 
 func (x *RegisterWorkerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[7]
+	mi := &file_goray_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +1183,7 @@ func (x *RegisterWorkerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerReply.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{7}
+	return file_goray_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RegisterWorkerReply) GetNodeId() []byte {
@@ -575,13 +1216,16 @@ type LeaseRequest struct {
 	Soft             bool                   `protobuf:"varint,5,opt,name=soft,proto3" json:"soft,omitempty"`                  // NODE_AFFINITY: another node will do
 	SubmitterAddress string                 `protobuf:"bytes,6,opt,name=submitter_address,json=submitterAddress,proto3" json:"submitter_address,omitempty"`
 	SubmitterPid     int32                  `protobuf:"varint,7,opt,name=submitter_pid,json=submitterPid,proto3" json:"submitter_pid,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// dedicated: the worker serves only this lease (an actor's) and is
+	// killed when it ends.
+	Dedicated     bool `protobuf:"varint,8,opt,name=dedicated,proto3" json:"dedicated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_goray_proto_msgTypes[8]
+	mi := &file_goray_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +1237,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[8]
+	mi := &file_goray_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +1250,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{8}
+	return file_goray_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *LeaseRequest) GetLeaseId() []byte {
@@ -658,6 +1302,13 @@ func (x *LeaseRequest) GetSubmitterPid() int32 {
 	return 0
 }
 
+func (x *LeaseRequest) GetDedicated() bool {
+	if x != nil {
+		return x.Dedicated
+	}
+	return false
+}
+
 type LeaseReply struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId         []byte                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
@@ -673,7 +1324,7 @@ type LeaseReply struct {
 
 func (x *LeaseReply) Reset() {
 	*x = LeaseReply{}
-	mi := &file_goray_proto_msgTypes[9]
+	mi := &file_goray_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +1336,7 @@ func (x *LeaseReply) String() string {
 func (*LeaseReply) ProtoMessage() {}
 
 func (x *LeaseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[9]
+	mi := &file_goray_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +1349,7 @@ func (x *LeaseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseReply.ProtoReflect.Descriptor instead.
 func (*LeaseReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{9}
+	return file_goray_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *LeaseReply) GetLeaseId() []byte {
@@ -760,7 +1411,7 @@ type ReturnLeaseRequest struct {
 
 func (x *ReturnLeaseRequest) Reset() {
 	*x = ReturnLeaseRequest{}
-	mi := &file_goray_proto_msgTypes[10]
+	mi := &file_goray_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +1423,7 @@ func (x *ReturnLeaseRequest) String() string {
 func (*ReturnLeaseRequest) ProtoMessage() {}
 
 func (x *ReturnLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[10]
+	mi := &file_goray_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +1436,7 @@ func (x *ReturnLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ReturnLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{10}
+	return file_goray_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ReturnLeaseRequest) GetLeaseId() []byte {
@@ -810,7 +1461,7 @@ type ReturnLeaseReply struct {
 
 func (x *ReturnLeaseReply) Reset() {
 	*x = ReturnLeaseReply{}
-	mi := &file_goray_proto_msgTypes[11]
+	mi := &file_goray_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +1473,7 @@ func (x *ReturnLeaseReply) String() string {
 func (*ReturnLeaseReply) ProtoMessage() {}
 
 func (x *ReturnLeaseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[11]
+	mi := &file_goray_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +1486,7 @@ func (x *ReturnLeaseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnLeaseReply.ProtoReflect.Descriptor instead.
 func (*ReturnLeaseReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{11}
+	return file_goray_proto_rawDescGZIP(), []int{19}
 }
 
 type KillWorkerRequest struct {
@@ -848,7 +1499,7 @@ type KillWorkerRequest struct {
 
 func (x *KillWorkerRequest) Reset() {
 	*x = KillWorkerRequest{}
-	mi := &file_goray_proto_msgTypes[12]
+	mi := &file_goray_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -860,7 +1511,7 @@ func (x *KillWorkerRequest) String() string {
 func (*KillWorkerRequest) ProtoMessage() {}
 
 func (x *KillWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[12]
+	mi := &file_goray_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -873,7 +1524,7 @@ func (x *KillWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillWorkerRequest.ProtoReflect.Descriptor instead.
 func (*KillWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{12}
+	return file_goray_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KillWorkerRequest) GetLeaseId() []byte {
@@ -899,7 +1550,7 @@ type KillWorkerReply struct {
 
 func (x *KillWorkerReply) Reset() {
 	*x = KillWorkerReply{}
-	mi := &file_goray_proto_msgTypes[13]
+	mi := &file_goray_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1562,7 @@ func (x *KillWorkerReply) String() string {
 func (*KillWorkerReply) ProtoMessage() {}
 
 func (x *KillWorkerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[13]
+	mi := &file_goray_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1575,7 @@ func (x *KillWorkerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillWorkerReply.ProtoReflect.Descriptor instead.
 func (*KillWorkerReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{13}
+	return file_goray_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KillWorkerReply) GetKilled() bool {
@@ -944,7 +1595,7 @@ type SetBlockedRequest struct {
 
 func (x *SetBlockedRequest) Reset() {
 	*x = SetBlockedRequest{}
-	mi := &file_goray_proto_msgTypes[14]
+	mi := &file_goray_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -956,7 +1607,7 @@ func (x *SetBlockedRequest) String() string {
 func (*SetBlockedRequest) ProtoMessage() {}
 
 func (x *SetBlockedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[14]
+	mi := &file_goray_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -969,7 +1620,7 @@ func (x *SetBlockedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetBlockedRequest.ProtoReflect.Descriptor instead.
 func (*SetBlockedRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{14}
+	return file_goray_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SetBlockedRequest) GetLeaseId() []byte {
@@ -994,7 +1645,7 @@ type SetBlockedReply struct {
 
 func (x *SetBlockedReply) Reset() {
 	*x = SetBlockedReply{}
-	mi := &file_goray_proto_msgTypes[15]
+	mi := &file_goray_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1006,7 +1657,7 @@ func (x *SetBlockedReply) String() string {
 func (*SetBlockedReply) ProtoMessage() {}
 
 func (x *SetBlockedReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[15]
+	mi := &file_goray_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1019,7 +1670,7 @@ func (x *SetBlockedReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetBlockedReply.ProtoReflect.Descriptor instead.
 func (*SetBlockedReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{15}
+	return file_goray_proto_rawDescGZIP(), []int{23}
 }
 
 type GetResourcesRequest struct {
@@ -1030,7 +1681,7 @@ type GetResourcesRequest struct {
 
 func (x *GetResourcesRequest) Reset() {
 	*x = GetResourcesRequest{}
-	mi := &file_goray_proto_msgTypes[16]
+	mi := &file_goray_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1693,7 @@ func (x *GetResourcesRequest) String() string {
 func (*GetResourcesRequest) ProtoMessage() {}
 
 func (x *GetResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[16]
+	mi := &file_goray_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1706,7 @@ func (x *GetResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourcesRequest.ProtoReflect.Descriptor instead.
 func (*GetResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{16}
+	return file_goray_proto_rawDescGZIP(), []int{24}
 }
 
 type GetResourcesReply struct {
@@ -1068,7 +1719,7 @@ type GetResourcesReply struct {
 
 func (x *GetResourcesReply) Reset() {
 	*x = GetResourcesReply{}
-	mi := &file_goray_proto_msgTypes[17]
+	mi := &file_goray_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1080,7 +1731,7 @@ func (x *GetResourcesReply) String() string {
 func (*GetResourcesReply) ProtoMessage() {}
 
 func (x *GetResourcesReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[17]
+	mi := &file_goray_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1093,7 +1744,7 @@ func (x *GetResourcesReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourcesReply.ProtoReflect.Descriptor instead.
 func (*GetResourcesReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{17}
+	return file_goray_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetResourcesReply) GetTotal() map[string]float64 {
@@ -1119,7 +1770,7 @@ type CancelTaskReply struct {
 
 func (x *CancelTaskReply) Reset() {
 	*x = CancelTaskReply{}
-	mi := &file_goray_proto_msgTypes[18]
+	mi := &file_goray_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1131,7 +1782,7 @@ func (x *CancelTaskReply) String() string {
 func (*CancelTaskReply) ProtoMessage() {}
 
 func (x *CancelTaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[18]
+	mi := &file_goray_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1144,7 +1795,7 @@ func (x *CancelTaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskReply.ProtoReflect.Descriptor instead.
 func (*CancelTaskReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{18}
+	return file_goray_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *CancelTaskReply) GetFound() bool {
@@ -1161,13 +1812,14 @@ type AttachRequest struct {
 	ReplyRing        string                 `protobuf:"bytes,3,opt,name=reply_ring,json=replyRing,proto3" json:"reply_ring,omitempty"`
 	GpuIds           []int32                `protobuf:"varint,4,rep,packed,name=gpu_ids,json=gpuIds,proto3" json:"gpu_ids,omitempty"`
 	SubmitterAddress string                 `protobuf:"bytes,5,opt,name=submitter_address,json=submitterAddress,proto3" json:"submitter_address,omitempty"`
+	ActorId          []byte                 `protobuf:"bytes,6,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"` // attach to the actor this worker hosts
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_goray_proto_msgTypes[19]
+	mi := &file_goray_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1831,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[19]
+	mi := &file_goray_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1844,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{19}
+	return file_goray_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AttachRequest) GetLeaseId() []byte {
@@ -1230,6 +1882,13 @@ func (x *AttachRequest) GetSubmitterAddress() string {
 	return ""
 }
 
+func (x *AttachRequest) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
 type AttachReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1238,7 +1897,7 @@ type AttachReply struct {
 
 func (x *AttachReply) Reset() {
 	*x = AttachReply{}
-	mi := &file_goray_proto_msgTypes[20]
+	mi := &file_goray_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1909,7 @@ func (x *AttachReply) String() string {
 func (*AttachReply) ProtoMessage() {}
 
 func (x *AttachReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[20]
+	mi := &file_goray_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1922,7 @@ func (x *AttachReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachReply.ProtoReflect.Descriptor instead.
 func (*AttachReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{20}
+	return file_goray_proto_rawDescGZIP(), []int{28}
 }
 
 type GetObjectRequest struct {
@@ -1275,7 +1934,7 @@ type GetObjectRequest struct {
 
 func (x *GetObjectRequest) Reset() {
 	*x = GetObjectRequest{}
-	mi := &file_goray_proto_msgTypes[21]
+	mi := &file_goray_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1287,7 +1946,7 @@ func (x *GetObjectRequest) String() string {
 func (*GetObjectRequest) ProtoMessage() {}
 
 func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[21]
+	mi := &file_goray_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1300,7 +1959,7 @@ func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{21}
+	return file_goray_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetObjectRequest) GetObjectId() []byte {
@@ -1319,7 +1978,7 @@ type GetObjectReply struct {
 
 func (x *GetObjectReply) Reset() {
 	*x = GetObjectReply{}
-	mi := &file_goray_proto_msgTypes[22]
+	mi := &file_goray_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1990,7 @@ func (x *GetObjectReply) String() string {
 func (*GetObjectReply) ProtoMessage() {}
 
 func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[22]
+	mi := &file_goray_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +2003,7 @@ func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectReply.ProtoReflect.Descriptor instead.
 func (*GetObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{22}
+	return file_goray_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetObjectReply) GetObject() *ReturnObject {
@@ -1368,7 +2027,7 @@ type BorrowerRequest struct {
 
 func (x *BorrowerRequest) Reset() {
 	*x = BorrowerRequest{}
-	mi := &file_goray_proto_msgTypes[23]
+	mi := &file_goray_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +2039,7 @@ func (x *BorrowerRequest) String() string {
 func (*BorrowerRequest) ProtoMessage() {}
 
 func (x *BorrowerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[23]
+	mi := &file_goray_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +2052,7 @@ func (x *BorrowerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerRequest.ProtoReflect.Descriptor instead.
 func (*BorrowerRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{23}
+	return file_goray_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *BorrowerRequest) GetObjectIds() [][]byte {
@@ -1425,7 +2084,7 @@ type BorrowerReply struct {
 
 func (x *BorrowerReply) Reset() {
 	*x = BorrowerReply{}
-	mi := &file_goray_proto_msgTypes[24]
+	mi := &file_goray_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1437,7 +2096,7 @@ func (x *BorrowerReply) String() string {
 func (*BorrowerReply) ProtoMessage() {}
 
 func (x *BorrowerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[24]
+	mi := &file_goray_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1450,7 +2109,7 @@ func (x *BorrowerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerReply.ProtoReflect.Descriptor instead.
 func (*BorrowerReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{24}
+	return file_goray_proto_rawDescGZIP(), []int{32}
 }
 
 type ExitRequest struct {
@@ -1462,7 +2121,7 @@ type ExitRequest struct {
 
 func (x *ExitRequest) Reset() {
 	*x = ExitRequest{}
-	mi := &file_goray_proto_msgTypes[25]
+	mi := &file_goray_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1474,7 +2133,7 @@ func (x *ExitRequest) String() string {
 func (*ExitRequest) ProtoMessage() {}
 
 func (x *ExitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[25]
+	mi := &file_goray_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1487,7 +2146,7 @@ func (x *ExitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitRequest.ProtoReflect.Descriptor instead.
 func (*ExitRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{25}
+	return file_goray_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ExitRequest) GetForce() bool {
@@ -1506,7 +2165,7 @@ type ExitReply struct {
 
 func (x *ExitReply) Reset() {
 	*x = ExitReply{}
-	mi := &file_goray_proto_msgTypes[26]
+	mi := &file_goray_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +2177,7 @@ func (x *ExitReply) String() string {
 func (*ExitReply) ProtoMessage() {}
 
 func (x *ExitReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[26]
+	mi := &file_goray_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +2190,7 @@ func (x *ExitReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitReply.ProtoReflect.Descriptor instead.
 func (*ExitReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{26}
+	return file_goray_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ExitReply) GetExiting() bool {
@@ -1554,7 +2213,7 @@ type RingRequest struct {
 
 func (x *RingRequest) Reset() {
 	*x = RingRequest{}
-	mi := &file_goray_proto_msgTypes[27]
+	mi := &file_goray_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +2225,7 @@ func (x *RingRequest) String() string {
 func (*RingRequest) ProtoMessage() {}
 
 func (x *RingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[27]
+	mi := &file_goray_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1579,7 +2238,7 @@ func (x *RingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RingRequest.ProtoReflect.Descriptor instead.
 func (*RingRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{27}
+	return file_goray_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RingRequest) GetKind() isRingRequest_Kind {
@@ -1622,7 +2281,7 @@ type RingReply struct {
 
 func (x *RingReply) Reset() {
 	*x = RingReply{}
-	mi := &file_goray_proto_msgTypes[28]
+	mi := &file_goray_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1634,7 +2293,7 @@ func (x *RingReply) String() string {
 func (*RingReply) ProtoMessage() {}
 
 func (x *RingReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[28]
+	mi := &file_goray_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1647,7 +2306,7 @@ func (x *RingReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RingReply.ProtoReflect.Descriptor instead.
 func (*RingReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{28}
+	return file_goray_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RingReply) GetKind() isRingReply_Kind {
@@ -1692,22 +2351,25 @@ func (*RingReply_Reply) isRingReply_Kind() {}
 func (*RingReply_Item) isRingReply_Kind() {}
 
 type TaskSpec struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	TaskId        []byte                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
-	Function      string                 `protobuf:"bytes,2,opt,name=function,proto3" json:"function,omitempty"`
-	Args          []*Arg                 `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
-	NumReturns    uint32                 `protobuf:"varint,4,opt,name=num_returns,json=numReturns,proto3" json:"num_returns,omitempty"`
-	Generator     bool                   `protobuf:"varint,5,opt,name=generator,proto3" json:"generator,omitempty"`
-	OwnerAddress  string                 `protobuf:"bytes,6,opt,name=owner_address,json=ownerAddress,proto3" json:"owner_address,omitempty"` // the submitter's core worker: owner of the returns
-	Attempt       uint32                 `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
-	Name          string                 `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	TaskId       []byte                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Function     string                 `protobuf:"bytes,2,opt,name=function,proto3" json:"function,omitempty"`
+	Args         []*Arg                 `protobuf:"bytes,3,rep,name=args,proto3" json:"args,omitempty"`
+	NumReturns   uint32                 `protobuf:"varint,4,opt,name=num_returns,json=numReturns,proto3" json:"num_returns,omitempty"`
+	Generator    bool                   `protobuf:"varint,5,opt,name=generator,proto3" json:"generator,omitempty"`
+	OwnerAddress string                 `protobuf:"bytes,6,opt,name=owner_address,json=ownerAddress,proto3" json:"owner_address,omitempty"` // the submitter's core worker: owner of the returns
+	Attempt      uint32                 `protobuf:"varint,7,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Name         string                 `protobuf:"bytes,8,opt,name=name,proto3" json:"name,omitempty"`
+	// actor calls: the actor and the method (function is the class)
+	ActorId       []byte `protobuf:"bytes,9,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	Method        string `protobuf:"bytes,10,opt,name=method,proto3" json:"method,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_goray_proto_msgTypes[29]
+	mi := &file_goray_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1719,7 +2381,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[29]
+	mi := &file_goray_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1732,7 +2394,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{29}
+	return file_goray_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *TaskSpec) GetTaskId() []byte {
@@ -1791,6 +2453,20 @@ func (x *TaskSpec) GetName() string {
 	return ""
 }
 
+func (x *TaskSpec) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *TaskSpec) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
 type Arg struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// value is the codec encoding of an inline argument; an argument in the
@@ -1806,7 +2482,7 @@ type Arg struct {
 
 func (x *Arg) Reset() {
 	*x = Arg{}
-	mi := &file_goray_proto_msgTypes[30]
+	mi := &file_goray_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +2494,7 @@ func (x *Arg) String() string {
 func (*Arg) ProtoMessage() {}
 
 func (x *Arg) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[30]
+	mi := &file_goray_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +2507,7 @@ func (x *Arg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Arg.ProtoReflect.Descriptor instead.
 func (*Arg) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{30}
+	return file_goray_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *Arg) GetValue() []byte {
@@ -1872,7 +2548,7 @@ type NestedRef struct {
 
 func (x *NestedRef) Reset() {
 	*x = NestedRef{}
-	mi := &file_goray_proto_msgTypes[31]
+	mi := &file_goray_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1884,7 +2560,7 @@ func (x *NestedRef) String() string {
 func (*NestedRef) ProtoMessage() {}
 
 func (x *NestedRef) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[31]
+	mi := &file_goray_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1897,7 +2573,7 @@ func (x *NestedRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NestedRef.ProtoReflect.Descriptor instead.
 func (*NestedRef) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{31}
+	return file_goray_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *NestedRef) GetObjectId() []byte {
@@ -1924,7 +2600,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_goray_proto_msgTypes[32]
+	mi := &file_goray_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1936,7 +2612,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[32]
+	mi := &file_goray_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1949,7 +2625,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{32}
+	return file_goray_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CancelTaskRequest) GetTaskId() []byte {
@@ -1980,7 +2656,7 @@ type ReturnObject struct {
 
 func (x *ReturnObject) Reset() {
 	*x = ReturnObject{}
-	mi := &file_goray_proto_msgTypes[33]
+	mi := &file_goray_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1992,7 +2668,7 @@ func (x *ReturnObject) String() string {
 func (*ReturnObject) ProtoMessage() {}
 
 func (x *ReturnObject) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[33]
+	mi := &file_goray_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2005,7 +2681,7 @@ func (x *ReturnObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnObject.ProtoReflect.Descriptor instead.
 func (*ReturnObject) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{33}
+	return file_goray_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ReturnObject) GetObjectId() []byte {
@@ -2055,7 +2731,7 @@ type TaskReply struct {
 
 func (x *TaskReply) Reset() {
 	*x = TaskReply{}
-	mi := &file_goray_proto_msgTypes[34]
+	mi := &file_goray_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2067,7 +2743,7 @@ func (x *TaskReply) String() string {
 func (*TaskReply) ProtoMessage() {}
 
 func (x *TaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[34]
+	mi := &file_goray_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2080,7 +2756,7 @@ func (x *TaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskReply.ProtoReflect.Descriptor instead.
 func (*TaskReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{34}
+	return file_goray_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TaskReply) GetTaskId() []byte {
@@ -2122,7 +2798,7 @@ type GeneratorItem struct {
 
 func (x *GeneratorItem) Reset() {
 	*x = GeneratorItem{}
-	mi := &file_goray_proto_msgTypes[35]
+	mi := &file_goray_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2134,7 +2810,7 @@ func (x *GeneratorItem) String() string {
 func (*GeneratorItem) ProtoMessage() {}
 
 func (x *GeneratorItem) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[35]
+	mi := &file_goray_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2147,7 +2823,7 @@ func (x *GeneratorItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GeneratorItem.ProtoReflect.Descriptor instead.
 func (*GeneratorItem) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{35}
+	return file_goray_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *GeneratorItem) GetTaskId() []byte {
@@ -2188,7 +2864,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_goray_proto_msgTypes[36]
+	mi := &file_goray_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2200,7 +2876,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[36]
+	mi := &file_goray_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2213,7 +2889,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{36}
+	return file_goray_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ErrorInfo) GetKind() ErrorKind {
@@ -2272,11 +2948,170 @@ func (x *ErrorInfo) GetTask() string {
 	return ""
 }
 
+type HostActorRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *ActorSpec             `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	GpuIds        []int32                `protobuf:"varint,2,rep,packed,name=gpu_ids,json=gpuIds,proto3" json:"gpu_ids,omitempty"`
+	Incarnation   uint32                 `protobuf:"varint,3,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostActorRequest) Reset() {
+	*x = HostActorRequest{}
+	mi := &file_goray_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostActorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostActorRequest) ProtoMessage() {}
+
+func (x *HostActorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostActorRequest.ProtoReflect.Descriptor instead.
+func (*HostActorRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *HostActorRequest) GetSpec() *ActorSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *HostActorRequest) GetGpuIds() []int32 {
+	if x != nil {
+		return x.GpuIds
+	}
+	return nil
+}
+
+func (x *HostActorRequest) GetIncarnation() uint32 {
+	if x != nil {
+		return x.Incarnation
+	}
+	return 0
+}
+
+type HostActorReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *ErrorInfo             `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostActorReply) Reset() {
+	*x = HostActorReply{}
+	mi := &file_goray_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostActorReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostActorReply) ProtoMessage() {}
+
+func (x *HostActorReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostActorReply.ProtoReflect.Descriptor instead.
+func (*HostActorReply) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *HostActorReply) GetError() *ErrorInfo {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 var File_goray_proto protoreflect.FileDescriptor
 
 const file_goray_proto_rawDesc = "" +
 	"\n" +
-	"\vgoray.proto\x12\tgoray.rpc\"\x83\x02\n" +
+	"\vgoray.proto\x12\tgoray.rpc\"\xfe\x03\n" +
+	"\tActorSpec\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x14\n" +
+	"\x05class\x18\x02 \x01(\tR\x05class\x12\"\n" +
+	"\x04args\x18\x03 \x03(\v2\x0e.goray.rpc.ArgR\x04args\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x05 \x01(\tR\tnamespace\x12\x1a\n" +
+	"\bdetached\x18\x06 \x01(\bR\bdetached\x12!\n" +
+	"\fmax_restarts\x18\a \x01(\x05R\vmaxRestarts\x12(\n" +
+	"\x10max_task_retries\x18\b \x01(\x05R\x0emaxTaskRetries\x12'\n" +
+	"\x0fmax_concurrency\x18\t \x01(\x05R\x0emaxConcurrency\x12A\n" +
+	"\tresources\x18\n" +
+	" \x03(\v2#.goray.rpc.ActorSpec.ResourcesEntryR\tresources\x12#\n" +
+	"\rowner_address\x18\v \x01(\tR\fownerAddress\x12\x1b\n" +
+	"\towner_pid\x18\f \x01(\x05R\bownerPid\x12\x15\n" +
+	"\x06job_id\x18\r \x01(\fR\x05jobId\x1a<\n" +
+	"\x0eResourcesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"-\n" +
+	"\x10CreateActorReply\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\fR\aactorId\"\xb6\x04\n" +
+	"\tActorInfo\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x14\n" +
+	"\x05class\x18\x02 \x01(\tR\x05class\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12+\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x15.goray.rpc.ActorStateR\x05state\x12\x18\n" +
+	"\aaddress\x18\x06 \x01(\tR\aaddress\x12\x10\n" +
+	"\x03pid\x18\a \x01(\x05R\x03pid\x12 \n" +
+	"\vincarnation\x18\b \x01(\rR\vincarnation\x12\x1f\n" +
+	"\vdeath_cause\x18\t \x01(\tR\n" +
+	"deathCause\x12!\n" +
+	"\fnum_restarts\x18\n" +
+	" \x01(\x05R\vnumRestarts\x12\x1a\n" +
+	"\bdetached\x18\v \x01(\bR\bdetached\x12(\n" +
+	"\x10max_task_retries\x18\f \x01(\x05R\x0emaxTaskRetries\x12\x17\n" +
+	"\anode_id\x18\r \x01(\fR\x06nodeId\x12A\n" +
+	"\tresources\x18\x0e \x03(\v2#.goray.rpc.ActorInfo.ResourcesEntryR\tresources\x12'\n" +
+	"\x0fmax_concurrency\x18\x0f \x01(\x05R\x0emaxConcurrency\x1a<\n" +
+	"\x0eResourcesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x9b\x01\n" +
+	"\x0fGetActorRequest\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04wait\x18\x04 \x01(\bR\x04wait\x12'\n" +
+	"\x0fmin_incarnation\x18\x05 \x01(\rR\x0eminIncarnation\"L\n" +
+	"\x10KillActorRequest\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x1d\n" +
+	"\n" +
+	"no_restart\x18\x02 \x01(\bR\tnoRestart\"\x10\n" +
+	"\x0eKillActorReply\"\x13\n" +
+	"\x11ListActorsRequest\"?\n" +
+	"\x0fListActorsReply\x12,\n" +
+	"\x06actors\x18\x01 \x03(\v2\x14.goray.rpc.ActorInfoR\x06actors\"\x83\x02\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12%\n" +
 	"\x0eraylet_address\x18\x02 \x01(\tR\rrayletAddress\x12@\n" +
@@ -2306,7 +3141,7 @@ const file_goray_proto_rawDesc = "" +
 	"\x13RegisterWorkerReply\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\fR\x05jobId\x12!\n" +
-	"\fstore_socket\x18\x03 \x01(\tR\vstoreSocket\"\xdd\x02\n" +
+	"\fstore_socket\x18\x03 \x01(\tR\vstoreSocket\"\xfb\x02\n" +
 	"\fLeaseRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\fR\aleaseId\x12D\n" +
 	"\tresources\x18\x02 \x03(\v2&.goray.rpc.LeaseRequest.ResourcesEntryR\tresources\x12/\n" +
@@ -2314,7 +3149,8 @@ const file_goray_proto_rawDesc = "" +
 	"\anode_id\x18\x04 \x01(\fR\x06nodeId\x12\x12\n" +
 	"\x04soft\x18\x05 \x01(\bR\x04soft\x12+\n" +
 	"\x11submitter_address\x18\x06 \x01(\tR\x10submitterAddress\x12#\n" +
-	"\rsubmitter_pid\x18\a \x01(\x05R\fsubmitterPid\x1a<\n" +
+	"\rsubmitter_pid\x18\a \x01(\x05R\fsubmitterPid\x12\x1c\n" +
+	"\tdedicated\x18\b \x01(\bR\tdedicated\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xe8\x01\n" +
@@ -2353,14 +3189,15 @@ const file_goray_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"'\n" +
 	"\x0fCancelTaskReply\x12\x14\n" +
-	"\x05found\x18\x01 \x01(\bR\x05found\"\xb2\x01\n" +
+	"\x05found\x18\x01 \x01(\bR\x05found\"\xcd\x01\n" +
 	"\rAttachRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\fR\aleaseId\x12!\n" +
 	"\frequest_ring\x18\x02 \x01(\tR\vrequestRing\x12\x1d\n" +
 	"\n" +
 	"reply_ring\x18\x03 \x01(\tR\treplyRing\x12\x17\n" +
 	"\agpu_ids\x18\x04 \x03(\x05R\x06gpuIds\x12+\n" +
-	"\x11submitter_address\x18\x05 \x01(\tR\x10submitterAddress\"\r\n" +
+	"\x11submitter_address\x18\x05 \x01(\tR\x10submitterAddress\x12\x19\n" +
+	"\bactor_id\x18\x06 \x01(\fR\aactorId\"\r\n" +
 	"\vAttachReply\"/\n" +
 	"\x10GetObjectRequest\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\"A\n" +
@@ -2382,7 +3219,7 @@ const file_goray_proto_rawDesc = "" +
 	"\tRingReply\x12,\n" +
 	"\x05reply\x18\x01 \x01(\v2\x14.goray.rpc.TaskReplyH\x00R\x05reply\x12.\n" +
 	"\x04item\x18\x02 \x01(\v2\x18.goray.rpc.GeneratorItemH\x00R\x04itemB\x06\n" +
-	"\x04kind\"\xf5\x01\n" +
+	"\x04kind\"\xa8\x02\n" +
 	"\bTaskSpec\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x1a\n" +
 	"\bfunction\x18\x02 \x01(\tR\bfunction\x12\"\n" +
@@ -2392,7 +3229,10 @@ const file_goray_proto_rawDesc = "" +
 	"\tgenerator\x18\x05 \x01(\bR\tgenerator\x12#\n" +
 	"\rowner_address\x18\x06 \x01(\tR\fownerAddress\x12\x18\n" +
 	"\aattempt\x18\a \x01(\rR\aattempt\x12\x12\n" +
-	"\x04name\x18\b \x01(\tR\x04name\"\x81\x01\n" +
+	"\x04name\x18\b \x01(\tR\x04name\x12\x19\n" +
+	"\bactor_id\x18\t \x01(\fR\aactorId\x12\x16\n" +
+	"\x06method\x18\n" +
+	" \x01(\tR\x06method\"\x81\x01\n" +
 	"\x03Arg\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x1b\n" +
 	"\tobject_id\x18\x02 \x01(\fR\bobjectId\x12\x19\n" +
@@ -2427,11 +3267,24 @@ const file_goray_proto_rawDesc = "" +
 	"\tsentinels\x18\x05 \x03(\tR\tsentinels\x12\x12\n" +
 	"\x04type\x18\x06 \x01(\tR\x04type\x12\x1a\n" +
 	"\bpanicked\x18\a \x01(\bR\bpanicked\x12\x12\n" +
-	"\x04task\x18\b \x01(\tR\x04task*Q\n" +
+	"\x04task\x18\b \x01(\tR\x04task\"w\n" +
+	"\x10HostActorRequest\x12(\n" +
+	"\x04spec\x18\x01 \x01(\v2\x14.goray.rpc.ActorSpecR\x04spec\x12\x17\n" +
+	"\agpu_ids\x18\x02 \x03(\x05R\x06gpuIds\x12 \n" +
+	"\vincarnation\x18\x03 \x01(\rR\vincarnation\"<\n" +
+	"\x0eHostActorReply\x12*\n" +
+	"\x05error\x18\x01 \x01(\v2\x14.goray.rpc.ErrorInfoR\x05error*V\n" +
+	"\n" +
+	"ActorState\x12\x11\n" +
+	"\rACTOR_PENDING\x10\x00\x12\x0f\n" +
+	"\vACTOR_ALIVE\x10\x01\x12\x14\n" +
+	"\x10ACTOR_RESTARTING\x10\x02\x12\x0e\n" +
+	"\n" +
+	"ACTOR_DEAD\x10\x03*Q\n" +
 	"\bStrategy\x12\x14\n" +
 	"\x10STRATEGY_DEFAULT\x10\x00\x12\x13\n" +
 	"\x0fSTRATEGY_SPREAD\x10\x01\x12\x1a\n" +
-	"\x16STRATEGY_NODE_AFFINITY\x10\x02*\xc6\x01\n" +
+	"\x16STRATEGY_NODE_AFFINITY\x10\x02*\xdc\x01\n" +
 	"\tErrorKind\x12\x15\n" +
 	"\x11ERROR_APPLICATION\x10\x00\x12\x13\n" +
 	"\x0fERROR_CANCELLED\x10\x01\x12\x18\n" +
@@ -2440,11 +3293,17 @@ const file_goray_proto_rawDesc = "" +
 	"\x11ERROR_WORKER_DIED\x10\x04\x12\x15\n" +
 	"\x11ERROR_OBJECT_LOST\x10\x05\x12\x1b\n" +
 	"\x17ERROR_OBJECT_STORE_FULL\x10\x06\x12\x10\n" +
-	"\fERROR_SYSTEM\x10\a2\xd5\x01\n" +
+	"\fERROR_SYSTEM\x10\a\x12\x14\n" +
+	"\x10ERROR_ACTOR_DIED\x10\b2\xe2\x03\n" +
 	"\x03Gcs\x12A\n" +
 	"\fRegisterNode\x12\x13.goray.rpc.NodeInfo\x1a\x1c.goray.rpc.RegisterNodeReply\x12@\n" +
 	"\bGetNodes\x12\x1a.goray.rpc.GetNodesRequest\x1a\x18.goray.rpc.GetNodesReply\x12I\n" +
-	"\vRegisterJob\x12\x1d.goray.rpc.RegisterJobRequest\x1a\x1b.goray.rpc.RegisterJobReply2\xc5\x03\n" +
+	"\vRegisterJob\x12\x1d.goray.rpc.RegisterJobRequest\x1a\x1b.goray.rpc.RegisterJobReply\x12@\n" +
+	"\vCreateActor\x12\x14.goray.rpc.ActorSpec\x1a\x1b.goray.rpc.CreateActorReply\x12<\n" +
+	"\bGetActor\x12\x1a.goray.rpc.GetActorRequest\x1a\x14.goray.rpc.ActorInfo\x12C\n" +
+	"\tKillActor\x12\x1b.goray.rpc.KillActorRequest\x1a\x19.goray.rpc.KillActorReply\x12F\n" +
+	"\n" +
+	"ListActors\x12\x1c.goray.rpc.ListActorsRequest\x1a\x1a.goray.rpc.ListActorsReply2\xc5\x03\n" +
 	"\x06Raylet\x12R\n" +
 	"\x0eRegisterWorker\x12 .goray.rpc.RegisterWorkerRequest\x1a\x1e.goray.rpc.RegisterWorkerReply\x12>\n" +
 	"\fRequestLease\x12\x17.goray.rpc.LeaseRequest\x1a\x15.goray.rpc.LeaseReply\x12I\n" +
@@ -2453,10 +3312,11 @@ const file_goray_proto_rawDesc = "" +
 	"KillWorker\x12\x1c.goray.rpc.KillWorkerRequest\x1a\x1a.goray.rpc.KillWorkerReply\x12F\n" +
 	"\n" +
 	"SetBlocked\x12\x1c.goray.rpc.SetBlockedRequest\x1a\x1a.goray.rpc.SetBlockedReply\x12L\n" +
-	"\fGetResources\x12\x1e.goray.rpc.GetResourcesRequest\x1a\x1c.goray.rpc.GetResourcesReply2\x98\x03\n" +
+	"\fGetResources\x12\x1e.goray.rpc.GetResourcesRequest\x1a\x1c.goray.rpc.GetResourcesReply2\xdd\x03\n" +
 	"\n" +
 	"CoreWorker\x12:\n" +
 	"\x06Attach\x12\x18.goray.rpc.AttachRequest\x1a\x16.goray.rpc.AttachReply\x12C\n" +
+	"\tHostActor\x12\x1b.goray.rpc.HostActorRequest\x1a\x19.goray.rpc.HostActorReply\x12C\n" +
 	"\tGetObject\x12\x1b.goray.rpc.GetObjectRequest\x1a\x19.goray.rpc.GetObjectReply\x12C\n" +
 	"\vAddBorrower\x12\x1a.goray.rpc.BorrowerRequest\x1a\x18.goray.rpc.BorrowerReply\x12F\n" +
 	"\x0eRemoveBorrower\x12\x1a.goray.rpc.BorrowerRequest\x1a\x18.goray.rpc.BorrowerReply\x12F\n" +
@@ -2476,107 +3336,137 @@ func file_goray_proto_rawDescGZIP() []byte {
 	return file_goray_proto_rawDescData
 }
 
-var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
 var file_goray_proto_goTypes = []any{
-	(Strategy)(0),                 // 0: goray.rpc.Strategy
-	(ErrorKind)(0),                // 1: goray.rpc.ErrorKind
-	(*NodeInfo)(nil),              // 2: goray.rpc.NodeInfo
-	(*RegisterNodeReply)(nil),     // 3: goray.rpc.RegisterNodeReply
-	(*GetNodesRequest)(nil),       // 4: goray.rpc.GetNodesRequest
-	(*GetNodesReply)(nil),         // 5: goray.rpc.GetNodesReply
-	(*RegisterJobRequest)(nil),    // 6: goray.rpc.RegisterJobRequest
-	(*RegisterJobReply)(nil),      // 7: goray.rpc.RegisterJobReply
-	(*RegisterWorkerRequest)(nil), // 8: goray.rpc.RegisterWorkerRequest
-	(*RegisterWorkerReply)(nil),   // 9: goray.rpc.RegisterWorkerReply
-	(*LeaseRequest)(nil),          // 10: goray.rpc.LeaseRequest
-	(*LeaseReply)(nil),            // 11: goray.rpc.LeaseReply
-	(*ReturnLeaseRequest)(nil),    // 12: goray.rpc.ReturnLeaseRequest
-	(*ReturnLeaseReply)(nil),      // 13: goray.rpc.ReturnLeaseReply
-	(*KillWorkerRequest)(nil),     // 14: goray.rpc.KillWorkerRequest
-	(*KillWorkerReply)(nil),       // 15: goray.rpc.KillWorkerReply
-	(*SetBlockedRequest)(nil),     // 16: goray.rpc.SetBlockedRequest
-	(*SetBlockedReply)(nil),       // 17: goray.rpc.SetBlockedReply
-	(*GetResourcesRequest)(nil),   // 18: goray.rpc.GetResourcesRequest
-	(*GetResourcesReply)(nil),     // 19: goray.rpc.GetResourcesReply
-	(*CancelTaskReply)(nil),       // 20: goray.rpc.CancelTaskReply
-	(*AttachRequest)(nil),         // 21: goray.rpc.AttachRequest
-	(*AttachReply)(nil),           // 22: goray.rpc.AttachReply
-	(*GetObjectRequest)(nil),      // 23: goray.rpc.GetObjectRequest
-	(*GetObjectReply)(nil),        // 24: goray.rpc.GetObjectReply
-	(*BorrowerRequest)(nil),       // 25: goray.rpc.BorrowerRequest
-	(*BorrowerReply)(nil),         // 26: goray.rpc.BorrowerReply
-	(*ExitRequest)(nil),           // 27: goray.rpc.ExitRequest
-	(*ExitReply)(nil),             // 28: goray.rpc.ExitReply
-	(*RingRequest)(nil),           // 29: goray.rpc.RingRequest
-	(*RingReply)(nil),             // 30: goray.rpc.RingReply
-	(*TaskSpec)(nil),              // 31: goray.rpc.TaskSpec
-	(*Arg)(nil),                   // 32: goray.rpc.Arg
-	(*NestedRef)(nil),             // 33: goray.rpc.NestedRef
-	(*CancelTaskRequest)(nil),     // 34: goray.rpc.CancelTaskRequest
-	(*ReturnObject)(nil),          // 35: goray.rpc.ReturnObject
-	(*TaskReply)(nil),             // 36: goray.rpc.TaskReply
-	(*GeneratorItem)(nil),         // 37: goray.rpc.GeneratorItem
-	(*ErrorInfo)(nil),             // 38: goray.rpc.ErrorInfo
-	nil,                           // 39: goray.rpc.NodeInfo.ResourcesEntry
-	nil,                           // 40: goray.rpc.LeaseRequest.ResourcesEntry
-	nil,                           // 41: goray.rpc.GetResourcesReply.TotalEntry
-	nil,                           // 42: goray.rpc.GetResourcesReply.AvailableEntry
+	(ActorState)(0),               // 0: goray.rpc.ActorState
+	(Strategy)(0),                 // 1: goray.rpc.Strategy
+	(ErrorKind)(0),                // 2: goray.rpc.ErrorKind
+	(*ActorSpec)(nil),             // 3: goray.rpc.ActorSpec
+	(*CreateActorReply)(nil),      // 4: goray.rpc.CreateActorReply
+	(*ActorInfo)(nil),             // 5: goray.rpc.ActorInfo
+	(*GetActorRequest)(nil),       // 6: goray.rpc.GetActorRequest
+	(*KillActorRequest)(nil),      // 7: goray.rpc.KillActorRequest
+	(*KillActorReply)(nil),        // 8: goray.rpc.KillActorReply
+	(*ListActorsRequest)(nil),     // 9: goray.rpc.ListActorsRequest
+	(*ListActorsReply)(nil),       // 10: goray.rpc.ListActorsReply
+	(*NodeInfo)(nil),              // 11: goray.rpc.NodeInfo
+	(*RegisterNodeReply)(nil),     // 12: goray.rpc.RegisterNodeReply
+	(*GetNodesRequest)(nil),       // 13: goray.rpc.GetNodesRequest
+	(*GetNodesReply)(nil),         // 14: goray.rpc.GetNodesReply
+	(*RegisterJobRequest)(nil),    // 15: goray.rpc.RegisterJobRequest
+	(*RegisterJobReply)(nil),      // 16: goray.rpc.RegisterJobReply
+	(*RegisterWorkerRequest)(nil), // 17: goray.rpc.RegisterWorkerRequest
+	(*RegisterWorkerReply)(nil),   // 18: goray.rpc.RegisterWorkerReply
+	(*LeaseRequest)(nil),          // 19: goray.rpc.LeaseRequest
+	(*LeaseReply)(nil),            // 20: goray.rpc.LeaseReply
+	(*ReturnLeaseRequest)(nil),    // 21: goray.rpc.ReturnLeaseRequest
+	(*ReturnLeaseReply)(nil),      // 22: goray.rpc.ReturnLeaseReply
+	(*KillWorkerRequest)(nil),     // 23: goray.rpc.KillWorkerRequest
+	(*KillWorkerReply)(nil),       // 24: goray.rpc.KillWorkerReply
+	(*SetBlockedRequest)(nil),     // 25: goray.rpc.SetBlockedRequest
+	(*SetBlockedReply)(nil),       // 26: goray.rpc.SetBlockedReply
+	(*GetResourcesRequest)(nil),   // 27: goray.rpc.GetResourcesRequest
+	(*GetResourcesReply)(nil),     // 28: goray.rpc.GetResourcesReply
+	(*CancelTaskReply)(nil),       // 29: goray.rpc.CancelTaskReply
+	(*AttachRequest)(nil),         // 30: goray.rpc.AttachRequest
+	(*AttachReply)(nil),           // 31: goray.rpc.AttachReply
+	(*GetObjectRequest)(nil),      // 32: goray.rpc.GetObjectRequest
+	(*GetObjectReply)(nil),        // 33: goray.rpc.GetObjectReply
+	(*BorrowerRequest)(nil),       // 34: goray.rpc.BorrowerRequest
+	(*BorrowerReply)(nil),         // 35: goray.rpc.BorrowerReply
+	(*ExitRequest)(nil),           // 36: goray.rpc.ExitRequest
+	(*ExitReply)(nil),             // 37: goray.rpc.ExitReply
+	(*RingRequest)(nil),           // 38: goray.rpc.RingRequest
+	(*RingReply)(nil),             // 39: goray.rpc.RingReply
+	(*TaskSpec)(nil),              // 40: goray.rpc.TaskSpec
+	(*Arg)(nil),                   // 41: goray.rpc.Arg
+	(*NestedRef)(nil),             // 42: goray.rpc.NestedRef
+	(*CancelTaskRequest)(nil),     // 43: goray.rpc.CancelTaskRequest
+	(*ReturnObject)(nil),          // 44: goray.rpc.ReturnObject
+	(*TaskReply)(nil),             // 45: goray.rpc.TaskReply
+	(*GeneratorItem)(nil),         // 46: goray.rpc.GeneratorItem
+	(*ErrorInfo)(nil),             // 47: goray.rpc.ErrorInfo
+	(*HostActorRequest)(nil),      // 48: goray.rpc.HostActorRequest
+	(*HostActorReply)(nil),        // 49: goray.rpc.HostActorReply
+	nil,                           // 50: goray.rpc.ActorSpec.ResourcesEntry
+	nil,                           // 51: goray.rpc.ActorInfo.ResourcesEntry
+	nil,                           // 52: goray.rpc.NodeInfo.ResourcesEntry
+	nil,                           // 53: goray.rpc.LeaseRequest.ResourcesEntry
+	nil,                           // 54: goray.rpc.GetResourcesReply.TotalEntry
+	nil,                           // 55: goray.rpc.GetResourcesReply.AvailableEntry
 }
 var file_goray_proto_depIdxs = []int32{
-	39, // 0: goray.rpc.NodeInfo.resources:type_name -> goray.rpc.NodeInfo.ResourcesEntry
-	2,  // 1: goray.rpc.GetNodesReply.nodes:type_name -> goray.rpc.NodeInfo
-	40, // 2: goray.rpc.LeaseRequest.resources:type_name -> goray.rpc.LeaseRequest.ResourcesEntry
-	0,  // 3: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.Strategy
-	41, // 4: goray.rpc.GetResourcesReply.total:type_name -> goray.rpc.GetResourcesReply.TotalEntry
-	42, // 5: goray.rpc.GetResourcesReply.available:type_name -> goray.rpc.GetResourcesReply.AvailableEntry
-	35, // 6: goray.rpc.GetObjectReply.object:type_name -> goray.rpc.ReturnObject
-	31, // 7: goray.rpc.RingRequest.task:type_name -> goray.rpc.TaskSpec
-	36, // 8: goray.rpc.RingReply.reply:type_name -> goray.rpc.TaskReply
-	37, // 9: goray.rpc.RingReply.item:type_name -> goray.rpc.GeneratorItem
-	32, // 10: goray.rpc.TaskSpec.args:type_name -> goray.rpc.Arg
-	33, // 11: goray.rpc.Arg.nested:type_name -> goray.rpc.NestedRef
-	38, // 12: goray.rpc.ReturnObject.error:type_name -> goray.rpc.ErrorInfo
-	33, // 13: goray.rpc.ReturnObject.nested:type_name -> goray.rpc.NestedRef
-	35, // 14: goray.rpc.TaskReply.returns:type_name -> goray.rpc.ReturnObject
-	38, // 15: goray.rpc.TaskReply.error:type_name -> goray.rpc.ErrorInfo
-	35, // 16: goray.rpc.GeneratorItem.object:type_name -> goray.rpc.ReturnObject
-	1,  // 17: goray.rpc.ErrorInfo.kind:type_name -> goray.rpc.ErrorKind
-	2,  // 18: goray.rpc.Gcs.RegisterNode:input_type -> goray.rpc.NodeInfo
-	4,  // 19: goray.rpc.Gcs.GetNodes:input_type -> goray.rpc.GetNodesRequest
-	6,  // 20: goray.rpc.Gcs.RegisterJob:input_type -> goray.rpc.RegisterJobRequest
-	8,  // 21: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	10, // 22: goray.rpc.Raylet.RequestLease:input_type -> goray.rpc.LeaseRequest
-	12, // 23: goray.rpc.Raylet.ReturnLease:input_type -> goray.rpc.ReturnLeaseRequest
-	14, // 24: goray.rpc.Raylet.KillWorker:input_type -> goray.rpc.KillWorkerRequest
-	16, // 25: goray.rpc.Raylet.SetBlocked:input_type -> goray.rpc.SetBlockedRequest
-	18, // 26: goray.rpc.Raylet.GetResources:input_type -> goray.rpc.GetResourcesRequest
-	21, // 27: goray.rpc.CoreWorker.Attach:input_type -> goray.rpc.AttachRequest
-	23, // 28: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	25, // 29: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowerRequest
-	25, // 30: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowerRequest
-	34, // 31: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelTaskRequest
-	27, // 32: goray.rpc.CoreWorker.Exit:input_type -> goray.rpc.ExitRequest
-	3,  // 33: goray.rpc.Gcs.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	5,  // 34: goray.rpc.Gcs.GetNodes:output_type -> goray.rpc.GetNodesReply
-	7,  // 35: goray.rpc.Gcs.RegisterJob:output_type -> goray.rpc.RegisterJobReply
-	9,  // 36: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.RegisterWorkerReply
-	11, // 37: goray.rpc.Raylet.RequestLease:output_type -> goray.rpc.LeaseReply
-	13, // 38: goray.rpc.Raylet.ReturnLease:output_type -> goray.rpc.ReturnLeaseReply
-	15, // 39: goray.rpc.Raylet.KillWorker:output_type -> goray.rpc.KillWorkerReply
-	17, // 40: goray.rpc.Raylet.SetBlocked:output_type -> goray.rpc.SetBlockedReply
-	19, // 41: goray.rpc.Raylet.GetResources:output_type -> goray.rpc.GetResourcesReply
-	22, // 42: goray.rpc.CoreWorker.Attach:output_type -> goray.rpc.AttachReply
-	24, // 43: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	26, // 44: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.BorrowerReply
-	26, // 45: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.BorrowerReply
-	20, // 46: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.CancelTaskReply
-	28, // 47: goray.rpc.CoreWorker.Exit:output_type -> goray.rpc.ExitReply
-	33, // [33:48] is the sub-list for method output_type
-	18, // [18:33] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	41, // 0: goray.rpc.ActorSpec.args:type_name -> goray.rpc.Arg
+	50, // 1: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	0,  // 2: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
+	51, // 3: goray.rpc.ActorInfo.resources:type_name -> goray.rpc.ActorInfo.ResourcesEntry
+	5,  // 4: goray.rpc.ListActorsReply.actors:type_name -> goray.rpc.ActorInfo
+	52, // 5: goray.rpc.NodeInfo.resources:type_name -> goray.rpc.NodeInfo.ResourcesEntry
+	11, // 6: goray.rpc.GetNodesReply.nodes:type_name -> goray.rpc.NodeInfo
+	53, // 7: goray.rpc.LeaseRequest.resources:type_name -> goray.rpc.LeaseRequest.ResourcesEntry
+	1,  // 8: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.Strategy
+	54, // 9: goray.rpc.GetResourcesReply.total:type_name -> goray.rpc.GetResourcesReply.TotalEntry
+	55, // 10: goray.rpc.GetResourcesReply.available:type_name -> goray.rpc.GetResourcesReply.AvailableEntry
+	44, // 11: goray.rpc.GetObjectReply.object:type_name -> goray.rpc.ReturnObject
+	40, // 12: goray.rpc.RingRequest.task:type_name -> goray.rpc.TaskSpec
+	45, // 13: goray.rpc.RingReply.reply:type_name -> goray.rpc.TaskReply
+	46, // 14: goray.rpc.RingReply.item:type_name -> goray.rpc.GeneratorItem
+	41, // 15: goray.rpc.TaskSpec.args:type_name -> goray.rpc.Arg
+	42, // 16: goray.rpc.Arg.nested:type_name -> goray.rpc.NestedRef
+	47, // 17: goray.rpc.ReturnObject.error:type_name -> goray.rpc.ErrorInfo
+	42, // 18: goray.rpc.ReturnObject.nested:type_name -> goray.rpc.NestedRef
+	44, // 19: goray.rpc.TaskReply.returns:type_name -> goray.rpc.ReturnObject
+	47, // 20: goray.rpc.TaskReply.error:type_name -> goray.rpc.ErrorInfo
+	44, // 21: goray.rpc.GeneratorItem.object:type_name -> goray.rpc.ReturnObject
+	2,  // 22: goray.rpc.ErrorInfo.kind:type_name -> goray.rpc.ErrorKind
+	3,  // 23: goray.rpc.HostActorRequest.spec:type_name -> goray.rpc.ActorSpec
+	47, // 24: goray.rpc.HostActorReply.error:type_name -> goray.rpc.ErrorInfo
+	11, // 25: goray.rpc.Gcs.RegisterNode:input_type -> goray.rpc.NodeInfo
+	13, // 26: goray.rpc.Gcs.GetNodes:input_type -> goray.rpc.GetNodesRequest
+	15, // 27: goray.rpc.Gcs.RegisterJob:input_type -> goray.rpc.RegisterJobRequest
+	3,  // 28: goray.rpc.Gcs.CreateActor:input_type -> goray.rpc.ActorSpec
+	6,  // 29: goray.rpc.Gcs.GetActor:input_type -> goray.rpc.GetActorRequest
+	7,  // 30: goray.rpc.Gcs.KillActor:input_type -> goray.rpc.KillActorRequest
+	9,  // 31: goray.rpc.Gcs.ListActors:input_type -> goray.rpc.ListActorsRequest
+	17, // 32: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	19, // 33: goray.rpc.Raylet.RequestLease:input_type -> goray.rpc.LeaseRequest
+	21, // 34: goray.rpc.Raylet.ReturnLease:input_type -> goray.rpc.ReturnLeaseRequest
+	23, // 35: goray.rpc.Raylet.KillWorker:input_type -> goray.rpc.KillWorkerRequest
+	25, // 36: goray.rpc.Raylet.SetBlocked:input_type -> goray.rpc.SetBlockedRequest
+	27, // 37: goray.rpc.Raylet.GetResources:input_type -> goray.rpc.GetResourcesRequest
+	30, // 38: goray.rpc.CoreWorker.Attach:input_type -> goray.rpc.AttachRequest
+	48, // 39: goray.rpc.CoreWorker.HostActor:input_type -> goray.rpc.HostActorRequest
+	32, // 40: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	34, // 41: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowerRequest
+	34, // 42: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowerRequest
+	43, // 43: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelTaskRequest
+	36, // 44: goray.rpc.CoreWorker.Exit:input_type -> goray.rpc.ExitRequest
+	12, // 45: goray.rpc.Gcs.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	14, // 46: goray.rpc.Gcs.GetNodes:output_type -> goray.rpc.GetNodesReply
+	16, // 47: goray.rpc.Gcs.RegisterJob:output_type -> goray.rpc.RegisterJobReply
+	4,  // 48: goray.rpc.Gcs.CreateActor:output_type -> goray.rpc.CreateActorReply
+	5,  // 49: goray.rpc.Gcs.GetActor:output_type -> goray.rpc.ActorInfo
+	8,  // 50: goray.rpc.Gcs.KillActor:output_type -> goray.rpc.KillActorReply
+	10, // 51: goray.rpc.Gcs.ListActors:output_type -> goray.rpc.ListActorsReply
+	18, // 52: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.RegisterWorkerReply
+	20, // 53: goray.rpc.Raylet.RequestLease:output_type -> goray.rpc.LeaseReply
+	22, // 54: goray.rpc.Raylet.ReturnLease:output_type -> goray.rpc.ReturnLeaseReply
+	24, // 55: goray.rpc.Raylet.KillWorker:output_type -> goray.rpc.KillWorkerReply
+	26, // 56: goray.rpc.Raylet.SetBlocked:output_type -> goray.rpc.SetBlockedReply
+	28, // 57: goray.rpc.Raylet.GetResources:output_type -> goray.rpc.GetResourcesReply
+	31, // 58: goray.rpc.CoreWorker.Attach:output_type -> goray.rpc.AttachReply
+	49, // 59: goray.rpc.CoreWorker.HostActor:output_type -> goray.rpc.HostActorReply
+	33, // 60: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	35, // 61: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.BorrowerReply
+	35, // 62: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.BorrowerReply
+	29, // 63: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.CancelTaskReply
+	37, // 64: goray.rpc.CoreWorker.Exit:output_type -> goray.rpc.ExitReply
+	45, // [45:65] is the sub-list for method output_type
+	25, // [25:45] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_goray_proto_init() }
@@ -2584,10 +3474,10 @@ func file_goray_proto_init() {
 	if File_goray_proto != nil {
 		return
 	}
-	file_goray_proto_msgTypes[27].OneofWrappers = []any{
+	file_goray_proto_msgTypes[35].OneofWrappers = []any{
 		(*RingRequest_Task)(nil),
 	}
-	file_goray_proto_msgTypes[28].OneofWrappers = []any{
+	file_goray_proto_msgTypes[36].OneofWrappers = []any{
 		(*RingReply_Reply)(nil),
 		(*RingReply_Item)(nil),
 	}
@@ -2596,8 +3486,8 @@ func file_goray_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_proto_rawDesc), len(file_goray_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   41,
+			NumEnums:      3,
+			NumMessages:   53,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

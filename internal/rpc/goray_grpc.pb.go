@@ -30,6 +30,10 @@ const (
 	Gcs_RegisterNode_FullMethodName = "/goray.rpc.Gcs/RegisterNode"
 	Gcs_GetNodes_FullMethodName     = "/goray.rpc.Gcs/GetNodes"
 	Gcs_RegisterJob_FullMethodName  = "/goray.rpc.Gcs/RegisterJob"
+	Gcs_CreateActor_FullMethodName  = "/goray.rpc.Gcs/CreateActor"
+	Gcs_GetActor_FullMethodName     = "/goray.rpc.Gcs/GetActor"
+	Gcs_KillActor_FullMethodName    = "/goray.rpc.Gcs/KillActor"
+	Gcs_ListActors_FullMethodName   = "/goray.rpc.Gcs/ListActors"
 )
 
 // GcsClient is the client API for Gcs service.
@@ -42,6 +46,19 @@ type GcsClient interface {
 	GetNodes(ctx context.Context, in *GetNodesRequest, opts ...grpc.CallOption) (*GetNodesReply, error)
 	// RegisterJob gives a driver its job ID.
 	RegisterJob(ctx context.Context, in *RegisterJobRequest, opts ...grpc.CallOption) (*RegisterJobReply, error)
+	// CreateActor registers an actor and schedules its creation; it returns
+	// at once (the actor starts PENDING). A name already taken in the
+	// namespace is refused.
+	CreateActor(ctx context.Context, in *ActorSpec, opts ...grpc.CallOption) (*CreateActorReply, error)
+	// GetActor describes an actor, by ID or by name; with wait, it first
+	// waits until the actor's incarnation is at least min_incarnation and it
+	// is ALIVE or DEAD (or the call's deadline passes).
+	GetActor(ctx context.Context, in *GetActorRequest, opts ...grpc.CallOption) (*ActorInfo, error)
+	// KillActor kills an actor's process; it restarts unless no_restart (or
+	// its restarts are used up).
+	KillActor(ctx context.Context, in *KillActorRequest, opts ...grpc.CallOption) (*KillActorReply, error)
+	// ListActors lists every actor the GCS knows.
+	ListActors(ctx context.Context, in *ListActorsRequest, opts ...grpc.CallOption) (*ListActorsReply, error)
 }
 
 type gcsClient struct {
@@ -82,6 +99,46 @@ func (c *gcsClient) RegisterJob(ctx context.Context, in *RegisterJobRequest, opt
 	return out, nil
 }
 
+func (c *gcsClient) CreateActor(ctx context.Context, in *ActorSpec, opts ...grpc.CallOption) (*CreateActorReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateActorReply)
+	err := c.cc.Invoke(ctx, Gcs_CreateActor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gcsClient) GetActor(ctx context.Context, in *GetActorRequest, opts ...grpc.CallOption) (*ActorInfo, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ActorInfo)
+	err := c.cc.Invoke(ctx, Gcs_GetActor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gcsClient) KillActor(ctx context.Context, in *KillActorRequest, opts ...grpc.CallOption) (*KillActorReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KillActorReply)
+	err := c.cc.Invoke(ctx, Gcs_KillActor_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gcsClient) ListActors(ctx context.Context, in *ListActorsRequest, opts ...grpc.CallOption) (*ListActorsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListActorsReply)
+	err := c.cc.Invoke(ctx, Gcs_ListActors_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GcsServer is the server API for Gcs service.
 // All implementations must embed UnimplementedGcsServer
 // for forward compatibility.
@@ -92,6 +149,19 @@ type GcsServer interface {
 	GetNodes(context.Context, *GetNodesRequest) (*GetNodesReply, error)
 	// RegisterJob gives a driver its job ID.
 	RegisterJob(context.Context, *RegisterJobRequest) (*RegisterJobReply, error)
+	// CreateActor registers an actor and schedules its creation; it returns
+	// at once (the actor starts PENDING). A name already taken in the
+	// namespace is refused.
+	CreateActor(context.Context, *ActorSpec) (*CreateActorReply, error)
+	// GetActor describes an actor, by ID or by name; with wait, it first
+	// waits until the actor's incarnation is at least min_incarnation and it
+	// is ALIVE or DEAD (or the call's deadline passes).
+	GetActor(context.Context, *GetActorRequest) (*ActorInfo, error)
+	// KillActor kills an actor's process; it restarts unless no_restart (or
+	// its restarts are used up).
+	KillActor(context.Context, *KillActorRequest) (*KillActorReply, error)
+	// ListActors lists every actor the GCS knows.
+	ListActors(context.Context, *ListActorsRequest) (*ListActorsReply, error)
 	mustEmbedUnimplementedGcsServer()
 }
 
@@ -110,6 +180,18 @@ func (UnimplementedGcsServer) GetNodes(context.Context, *GetNodesRequest) (*GetN
 }
 func (UnimplementedGcsServer) RegisterJob(context.Context, *RegisterJobRequest) (*RegisterJobReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RegisterJob not implemented")
+}
+func (UnimplementedGcsServer) CreateActor(context.Context, *ActorSpec) (*CreateActorReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateActor not implemented")
+}
+func (UnimplementedGcsServer) GetActor(context.Context, *GetActorRequest) (*ActorInfo, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetActor not implemented")
+}
+func (UnimplementedGcsServer) KillActor(context.Context, *KillActorRequest) (*KillActorReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method KillActor not implemented")
+}
+func (UnimplementedGcsServer) ListActors(context.Context, *ListActorsRequest) (*ListActorsReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListActors not implemented")
 }
 func (UnimplementedGcsServer) mustEmbedUnimplementedGcsServer() {}
 func (UnimplementedGcsServer) testEmbeddedByValue()             {}
@@ -186,6 +268,78 @@ func _Gcs_RegisterJob_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Gcs_CreateActor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ActorSpec)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GcsServer).CreateActor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gcs_CreateActor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GcsServer).CreateActor(ctx, req.(*ActorSpec))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Gcs_GetActor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetActorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GcsServer).GetActor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gcs_GetActor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GcsServer).GetActor(ctx, req.(*GetActorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Gcs_KillActor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KillActorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GcsServer).KillActor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gcs_KillActor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GcsServer).KillActor(ctx, req.(*KillActorRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Gcs_ListActors_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListActorsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GcsServer).ListActors(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gcs_ListActors_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GcsServer).ListActors(ctx, req.(*ListActorsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Gcs_ServiceDesc is the grpc.ServiceDesc for Gcs service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -204,6 +358,22 @@ var Gcs_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RegisterJob",
 			Handler:    _Gcs_RegisterJob_Handler,
+		},
+		{
+			MethodName: "CreateActor",
+			Handler:    _Gcs_CreateActor_Handler,
+		},
+		{
+			MethodName: "GetActor",
+			Handler:    _Gcs_GetActor_Handler,
+		},
+		{
+			MethodName: "KillActor",
+			Handler:    _Gcs_KillActor_Handler,
+		},
+		{
+			MethodName: "ListActors",
+			Handler:    _Gcs_ListActors_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
@@ -520,6 +690,7 @@ var Raylet_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	CoreWorker_Attach_FullMethodName         = "/goray.rpc.CoreWorker/Attach"
+	CoreWorker_HostActor_FullMethodName      = "/goray.rpc.CoreWorker/HostActor"
 	CoreWorker_GetObject_FullMethodName      = "/goray.rpc.CoreWorker/GetObject"
 	CoreWorker_AddBorrower_FullMethodName    = "/goray.rpc.CoreWorker/AddBorrower"
 	CoreWorker_RemoveBorrower_FullMethodName = "/goray.rpc.CoreWorker/RemoveBorrower"
@@ -535,6 +706,9 @@ type CoreWorkerClient interface {
 	// reads task specs from request_ring and writes replies to reply_ring
 	// until the submitter closes the request ring.
 	Attach(ctx context.Context, in *AttachRequest, opts ...grpc.CallOption) (*AttachReply, error)
+	// HostActor runs an actor's constructor in this (dedicated) worker; the
+	// worker then serves the actor's calls. A failed constructor gives error.
+	HostActor(ctx context.Context, in *HostActorRequest, opts ...grpc.CallOption) (*HostActorReply, error)
 	// GetObject asks an object's owner for its value, waiting until it is
 	// ready (or the call's deadline passes).
 	GetObject(ctx context.Context, in *GetObjectRequest, opts ...grpc.CallOption) (*GetObjectReply, error)
@@ -560,6 +734,16 @@ func (c *coreWorkerClient) Attach(ctx context.Context, in *AttachRequest, opts .
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AttachReply)
 	err := c.cc.Invoke(ctx, CoreWorker_Attach_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coreWorkerClient) HostActor(ctx context.Context, in *HostActorRequest, opts ...grpc.CallOption) (*HostActorReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HostActorReply)
+	err := c.cc.Invoke(ctx, CoreWorker_HostActor_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -624,6 +808,9 @@ type CoreWorkerServer interface {
 	// reads task specs from request_ring and writes replies to reply_ring
 	// until the submitter closes the request ring.
 	Attach(context.Context, *AttachRequest) (*AttachReply, error)
+	// HostActor runs an actor's constructor in this (dedicated) worker; the
+	// worker then serves the actor's calls. A failed constructor gives error.
+	HostActor(context.Context, *HostActorRequest) (*HostActorReply, error)
 	// GetObject asks an object's owner for its value, waiting until it is
 	// ready (or the call's deadline passes).
 	GetObject(context.Context, *GetObjectRequest) (*GetObjectReply, error)
@@ -647,6 +834,9 @@ type UnimplementedCoreWorkerServer struct{}
 
 func (UnimplementedCoreWorkerServer) Attach(context.Context, *AttachRequest) (*AttachReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Attach not implemented")
+}
+func (UnimplementedCoreWorkerServer) HostActor(context.Context, *HostActorRequest) (*HostActorReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method HostActor not implemented")
 }
 func (UnimplementedCoreWorkerServer) GetObject(context.Context, *GetObjectRequest) (*GetObjectReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetObject not implemented")
@@ -698,6 +888,24 @@ func _CoreWorker_Attach_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(CoreWorkerServer).Attach(ctx, req.(*AttachRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CoreWorker_HostActor_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HostActorRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoreWorkerServer).HostActor(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoreWorker_HostActor_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoreWorkerServer).HostActor(ctx, req.(*HostActorRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -802,6 +1010,10 @@ var CoreWorker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Attach",
 			Handler:    _CoreWorker_Attach_Handler,
+		},
+		{
+			MethodName: "HostActor",
+			Handler:    _CoreWorker_HostActor_Handler,
 		},
 		{
 			MethodName: "GetObject",

@@ -61,6 +61,8 @@ func errorFromInfo(info *rpc.ErrorInfo) error {
 		add(errs.ErrObjectLost)
 	case rpc.ErrorKind_ERROR_OBJECT_STORE_FULL:
 		add(errs.ErrObjectStoreFull)
+	case rpc.ErrorKind_ERROR_ACTOR_DIED:
+		add(errs.ErrActorDied)
 	}
 	for _, name := range info.Sentinels {
 		add(sentinelByName(name))

@@ -25,6 +25,7 @@ import (
 // runtime context).
 type TaskInfo struct {
 	TaskID  ids.TaskID
+	ActorID ids.ActorID // the actor whose method runs (zero in a task)
 	Name    string
 	Attempt int
 	GPUIDs  []int
@@ -42,33 +43,36 @@ func FromContext(ctx context.Context) (*TaskInfo, bool) {
 // executor runs the tasks pushed to a worker process: one lease at a time,
 // one task at a time, in the order they arrive.
 type executor struct {
-	w    *CoreWorker
-	mu   sync.Mutex
-	cur  *running
-	skip map[ids.TaskID]bool // cancelled before they started
-	loop sync.WaitGroup
-	busy chan struct{} // one attached lease at a time
-	stop chan struct{}
-	once sync.Once
+	w       *CoreWorker
+	mu      sync.Mutex
+	running map[ids.TaskID]context.CancelFunc
+	skip    map[ids.TaskID]bool // cancelled before they started
+	loop    sync.WaitGroup
+	busy    chan struct{} // one attached lease at a time
+	stop    chan struct{}
+	once    sync.Once
 
 	leaseID string
 	gpus    []int
+	actor   *hostedActor // the actor this worker hosts, if any
 }
 
-type running struct {
-	id     ids.TaskID
-	cancel context.CancelFunc
+// ringWriter is where replies go: a lease's ring, or an actor caller's
+// shared by the calls running at once.
+type ringWriter interface {
+	Write(ctx context.Context, p []byte) error
 }
 
 func newExecutor(w *CoreWorker) *executor {
-	return &executor{w: w, skip: map[ids.TaskID]bool{}, busy: make(chan struct{}, 1), stop: make(chan struct{})}
+	return &executor{w: w, running: map[ids.TaskID]context.CancelFunc{}, skip: map[ids.TaskID]bool{},
+		busy: make(chan struct{}, 1), stop: make(chan struct{})}
 }
 
 func (e *executor) close() {
 	e.once.Do(func() { close(e.stop) })
 	e.mu.Lock()
-	if e.cur != nil {
-		e.cur.cancel()
+	for _, c := range e.running {
+		c()
 	}
 	e.mu.Unlock()
 	e.loop.Wait()
@@ -76,6 +80,9 @@ func (e *executor) close() {
 
 // attach starts serving a lease's rings.
 func (e *executor) attach(ctx context.Context, req *rpc.AttachRequest) error {
+	if len(req.ActorId) > 0 {
+		return e.attachActor(req)
+	}
 	select {
 	case e.busy <- struct{}{}:
 	case <-ctx.Done():
@@ -181,8 +188,8 @@ func (e *executor) serve(rd *channel.RingReader, wr *channel.RingWriter) {
 func (e *executor) cancel(id ids.TaskID) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.cur != nil && e.cur.id == id {
-		e.cur.cancel()
+	if c := e.running[id]; c != nil {
+		c()
 		return true
 	}
 	e.skip[id] = true
@@ -190,7 +197,7 @@ func (e *executor) cancel(id ids.TaskID) bool {
 }
 
 // run executes one task and returns its reply.
-func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr *channel.RingWriter) *rpc.TaskReply {
+func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter) *rpc.TaskReply {
 	tid := taskIDOf(spec.TaskId)
 	reply := &rpc.TaskReply{TaskId: spec.TaskId}
 	name := spec.Name
@@ -210,17 +217,30 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr *channel.R
 		e.mu.Unlock()
 		return fail(&rpc.ErrorInfo{Kind: rpc.ErrorKind_ERROR_CANCELLED, Message: errs.ErrTaskCancelled.Error()})
 	}
-	e.cur = &running{id: tid, cancel: cancel}
+	e.running[tid] = cancel
 	gpus := e.gpus
+	ha := e.actor
 	e.mu.Unlock()
 	defer func() {
 		e.mu.Lock()
-		e.cur = nil
+		delete(e.running, tid)
 		e.mu.Unlock()
 	}()
 
-	fn, err := Lookup(spec.Function)
-	if err != nil {
+	var fn *Function
+	var err error
+	var recv reflect.Value
+	var actorID ids.ActorID
+	if spec.Method != "" {
+		if ha == nil || string(spec.ActorId) != string(ha.id[:]) {
+			return fail(systemError(rpc.ErrorKind_ERROR_ACTOR_DIED, "", "", fmt.Sprintf("%v: this worker does not host actor %x", errs.ErrActorDied, spec.ActorId)))
+		}
+		fn, err = ha.class.Method(spec.Method)
+		if err != nil {
+			return fail(systemError(rpc.ErrorKind_ERROR_NOT_REGISTERED, "", "", err.Error()))
+		}
+		recv, actorID, gpus = ha.inst, ha.id, ha.gpus
+	} else if fn, err = Lookup(spec.Function); err != nil {
 		return fail(systemError(rpc.ErrorKind_ERROR_NOT_REGISTERED, "", "", err.Error()))
 	}
 	given := make([]reflect.Type, len(spec.Args))
@@ -263,8 +283,11 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr *channel.R
 		}
 		in = append(in, v)
 	}
-	ti := &TaskInfo{TaskID: tid, Name: name, Attempt: int(spec.Attempt), GPUIDs: gpus, Worker: e.w}
+	ti := &TaskInfo{TaskID: tid, ActorID: actorID, Name: name, Attempt: int(spec.Attempt), GPUIDs: gpus, Worker: e.w}
 	in[0] = reflect.ValueOf(context.WithValue(ctx, taskKey{}, ti))
+	if recv.IsValid() {
+		in = append([]reflect.Value{recv}, in...)
+	}
 
 	outs, perr, stack := call(fn.fn, in)
 	if perr != nil {
@@ -347,7 +370,7 @@ func (e *executor) encodeResult(ctx context.Context, id ids.ObjectID, v reflect.
 }
 
 // generate drains a generator's iterator, sending each item as it comes.
-func (e *executor) generate(ctx context.Context, fn *Function, name, owner string, tid ids.TaskID, seq reflect.Value, wr *channel.RingWriter) (int, *rpc.ErrorInfo) {
+func (e *executor) generate(ctx context.Context, fn *Function, name, owner string, tid ids.TaskID, seq reflect.Value, wr ringWriter) (int, *rpc.ErrorInfo) {
 	n := 0
 	var failed *rpc.ErrorInfo
 	yieldType := seq.Type().In(0)

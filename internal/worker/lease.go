@@ -40,6 +40,7 @@ type leaseConn struct {
 	req       *channel.RingWriter
 	rep       *channel.RingReader
 	inflight  map[ids.TaskID]*task
+	actor     *actorConn // rings to an actor, not a lease
 	idleSince time.Time
 	broken    bool
 	returning bool
@@ -47,10 +48,24 @@ type leaseConn struct {
 }
 
 // attach makes the lease's rings and hands them to the worker.
-func (w *CoreWorker) attach(ctx context.Context, k *keyQueue, rep *rpc.LeaseReply) (_ *leaseConn, err error) {
-	l := &leaseConn{id: string(rep.LeaseId), key: k, pid: int(rep.WorkerPid), addr: rep.WorkerAddress,
-		inflight: map[ids.TaskID]*task{}, done: make(chan struct{})}
-	label := "lease." + l.id[:8]
+func (w *CoreWorker) attach(ctx context.Context, k *keyQueue, rep *rpc.LeaseReply) (*leaseConn, error) {
+	l, err := w.attachRings(ctx, "lease."+string(rep.LeaseId)[:8], rep.WorkerAddress, int(rep.WorkerPid), rep, nil)
+	if err != nil {
+		return nil, err
+	}
+	l.key = k
+	return l, nil
+}
+
+// attachRings makes a pair of rings and hands them to the worker at addr:
+// for a lease (rep), or for calls to the actor it hosts (actorID).
+func (w *CoreWorker) attachRings(ctx context.Context, label, addr string, pid int, rep *rpc.LeaseReply, actorID []byte) (_ *leaseConn, err error) {
+	l := &leaseConn{pid: pid, addr: addr, inflight: map[ids.TaskID]*task{}, done: make(chan struct{})}
+	req := &rpc.AttachRequest{SubmitterAddress: w.cfg.Address, ActorId: actorID}
+	if rep != nil {
+		l.id = string(rep.LeaseId)
+		req.LeaseId, req.GpuIds = rep.LeaseId, rep.GpuIds
+	}
 	opts := []channel.Option{channel.Slots(leaseSlots), channel.SlotSize(leaseSlotSize)}
 	if l.reqRing, err = channel.NewShm(label+".req", 1, opts...); err != nil {
 		return nil, err
@@ -69,15 +84,14 @@ func (w *CoreWorker) attach(ctx context.Context, k *keyQueue, rep *rpc.LeaseRepl
 	if l.rep, err = l.repRing.Reader(0); err != nil {
 		return nil, err
 	}
-	c, err := w.peer(rep.WorkerAddress)
+	c, err := w.peer(addr)
 	if err != nil {
 		return nil, err
 	}
 	actx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	_, err = c.Attach(actx, &rpc.AttachRequest{LeaseId: rep.LeaseId, RequestRing: l.reqRing.Name(),
-		ReplyRing: l.repRing.Name(), GpuIds: rep.GpuIds, SubmitterAddress: w.cfg.Address})
-	if err != nil {
+	req.RequestRing, req.ReplyRing = l.reqRing.Name(), l.repRing.Name()
+	if _, err = c.Attach(actx, req); err != nil {
 		return nil, fmt.Errorf("attach to worker pid %d: %w", l.pid, err)
 	}
 	return l, nil
@@ -112,6 +126,13 @@ func (w *CoreWorker) replyLoop(l *leaseConn) {
 			}
 		}
 		w.mu.Lock()
+		if err != nil && l.actor != nil {
+			w.actorBrokenLocked(l)
+			l.req.Close()
+			w.mu.Unlock()
+			l.closeRings()
+			return
+		}
 		if err != nil {
 			detached := errors.Is(err, errs.ErrChannelClosed) && l.returning
 			if !detached {

@@ -25,6 +25,8 @@ type Function struct {
 	Generator bool
 	seq2      bool
 	Item      reflect.Type
+	// recv: an actor method, whose fn takes the instance first.
+	recv bool
 }
 
 var (
@@ -84,19 +86,29 @@ func newFunction(name string, fn any) (*Function, error) {
 		return nil, fmt.Errorf("goray: Register: empty function name: %w", errs.ErrBadArgument)
 	}
 	v := reflect.ValueOf(fn)
-	t := v.Type()
-	if fn == nil || t.Kind() != reflect.Func || v.IsNil() {
+	if fn == nil || v.Kind() != reflect.Func || v.IsNil() {
 		return nil, fmt.Errorf("goray: Register %q: %T is not a function: %w", name, fn, errs.ErrBadArgument)
 	}
+	return newFunc(name, v, false)
+}
+
+// newFunc checks a function's shape; recv: v is a method expression whose
+// first parameter is the receiver.
+func newFunc(name string, v reflect.Value, recv bool) (*Function, error) {
+	t := v.Type()
+	first := 0
+	if recv {
+		first = 1
+	}
 	sig := "func(context.Context, args...) (results..., error)"
-	if t.NumIn() == 0 || t.In(0) != ctxType {
+	if t.NumIn() <= first || t.In(first) != ctxType {
 		return nil, fmt.Errorf("goray: Register %q: %v: %w: the first parameter must be a context.Context (%s)", name, t, errs.ErrBadArgument, sig)
 	}
 	if t.NumOut() == 0 || t.Out(t.NumOut()-1) != errType {
 		return nil, fmt.Errorf("goray: Register %q: %v: %w: the last result must be an error (%s)", name, t, errs.ErrBadArgument, sig)
 	}
-	f := &Function{Name: name, fn: v, Variadic: t.IsVariadic()}
-	for i := 1; i < t.NumIn(); i++ {
+	f := &Function{Name: name, fn: v, Variadic: t.IsVariadic(), recv: recv}
+	for i := first + 1; i < t.NumIn(); i++ {
 		f.In = append(f.In, t.In(i))
 	}
 	for i := 0; i < t.NumOut()-1; i++ {

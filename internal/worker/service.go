@@ -22,8 +22,8 @@ func (s *service) Attach(ctx context.Context, req *rpc.AttachRequest) (*rpc.Atta
 	if s.w.exec == nil {
 		return nil, status.Error(codes.FailedPrecondition, "goray: a driver does not run tasks")
 	}
-	if len(req.LeaseId) == 0 || req.RequestRing == "" || req.ReplyRing == "" {
-		return nil, status.Error(codes.InvalidArgument, "goray: attach needs a lease ID and both rings")
+	if len(req.LeaseId) == 0 && len(req.ActorId) == 0 || req.RequestRing == "" || req.ReplyRing == "" {
+		return nil, status.Error(codes.InvalidArgument, "goray: attach needs a lease or actor ID and both rings")
 	}
 	if err := s.w.exec.attach(ctx, req); err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
@@ -62,6 +62,13 @@ func (s *service) GetObject(ctx context.Context, req *rpc.GetObjectRequest) (*rp
 		return &rpc.GetObjectReply{Object: &rpc.ReturnObject{ObjectId: id[:], InStore: true}}, nil
 	}
 	return &rpc.GetObjectReply{Object: &rpc.ReturnObject{ObjectId: id[:], Value: v.Data}}, nil
+}
+
+func (s *service) HostActor(ctx context.Context, req *rpc.HostActorRequest) (*rpc.HostActorReply, error) {
+	if s.w.exec == nil {
+		return nil, status.Error(codes.FailedPrecondition, "goray: HostActor on a driver: actors live in worker processes")
+	}
+	return &rpc.HostActorReply{Error: s.w.exec.host(ctx, req)}, nil
 }
 
 func (s *service) AddBorrower(_ context.Context, req *rpc.BorrowerRequest) (*rpc.BorrowerReply, error) {

@@ -50,6 +50,8 @@ type task struct {
 	force       bool
 	gen         *Generator
 	sent        time.Time
+	actor       *actorConn // an actor call
+	seq         uint64     // its place among the calls to actor
 }
 
 type argDep struct {
@@ -218,6 +220,10 @@ func (w *CoreWorker) resolveLocked(t *task) {
 		}
 	}
 	t.state = taskQueued
+	if t.actor != nil {
+		w.dispatchActorLocked(t.actor) // already in the actor's queue, in order
+		return
+	}
 	t.key.queue = append(t.key.queue, t)
 	w.dispatchLocked(t.key)
 }
@@ -317,7 +323,7 @@ func (w *CoreWorker) finishTaskLocked(t *task) {
 
 // retryLocked queues t again if it has retries left.
 func (w *CoreWorker) retryLocked(t *task) bool {
-	if t.retriesLeft <= 0 || t.cancelled || w.closed {
+	if t.retriesLeft <= 0 || t.cancelled || w.closed || t.actor != nil {
 		return false
 	}
 	t.retriesLeft--
@@ -339,11 +345,13 @@ func (w *CoreWorker) handleReplyLocked(l *leaseConn, rep *rpc.RingReply) {
 			return
 		}
 		delete(l.inflight, t.id)
-		el := time.Since(t.sent)
-		if t.key.avgExec == 0 {
-			t.key.avgExec = el
-		} else {
-			t.key.avgExec = (7*t.key.avgExec + el) / 8
+		if t.key != nil {
+			el := time.Since(t.sent)
+			if t.key.avgExec == 0 {
+				t.key.avgExec = el
+			} else {
+				t.key.avgExec = (7*t.key.avgExec + el) / 8
+			}
 		}
 		if len(l.inflight) == 0 {
 			l.idleSince = time.Now()
@@ -365,7 +373,11 @@ func (w *CoreWorker) handleReplyLocked(l *leaseConn, rep *rpc.RingReply) {
 			}
 			w.finishTaskLocked(t)
 		}
-		w.dispatchLocked(l.key)
+		if l.actor != nil {
+			w.dispatchActorLocked(l.actor)
+		} else {
+			w.dispatchLocked(l.key)
+		}
 	case *rpc.RingReply_Item:
 		it := k.Item
 		t := l.inflight[taskIDOf(it.TaskId)]

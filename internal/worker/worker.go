@@ -32,6 +32,7 @@ type Config struct {
 	Token    string
 	Address  string // this core worker's gRPC address, for owners and borrowers
 	Raylet   rpc.RayletClient
+	Gcs      rpc.GcsClient // actors: where they live, why they died
 	Store    objstore.Conn
 	Logf     func(format string, args ...any)
 }
@@ -45,6 +46,7 @@ type CoreWorker struct {
 	objects map[ids.ObjectID]*object
 	tasks   map[ids.TaskID]*task
 	keys    map[string]*keyQueue
+	actors  map[ids.ActorID]*actorConn
 	putTask ids.TaskID
 	putIdx  uint32
 	closed  bool
@@ -83,6 +85,7 @@ func New(cfg Config) (*CoreWorker, error) {
 		objects: map[ids.ObjectID]*object{},
 		tasks:   map[ids.TaskID]*task{},
 		keys:    map[string]*keyQueue{},
+		actors:  map[ids.ActorID]*actorConn{},
 		peers:   map[string]*peer{},
 		stop:    make(chan struct{}),
 	}
@@ -138,6 +141,17 @@ func (w *CoreWorker) Close() error {
 				c()
 			}
 			leases = append(leases, k.leases...)
+		}
+		for _, ac := range w.actors {
+			for _, t := range ac.queue {
+				if t.state != taskDone {
+					w.failTaskLocked(t, shutdownInfo(t))
+				}
+			}
+			ac.queue = nil
+			if ac.conn != nil && !ac.conn.broken {
+				leases = append(leases, ac.conn)
+			}
 		}
 		for _, t := range w.tasks {
 			if t.state == taskWaitingDeps {
@@ -198,3 +212,10 @@ func (w *CoreWorker) goBG(f func()) {
 		f()
 	}()
 }
+
+// Peer returns a client of the core worker at addr (the GCS hosts actors
+// through it).
+func (w *CoreWorker) Peer(addr string) (rpc.CoreWorkerClient, error) { return w.peer(addr) }
+
+// Gcs is the cluster's GCS client.
+func (w *CoreWorker) Gcs() rpc.GcsClient { return w.cfg.Gcs }

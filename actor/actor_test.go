@@ -1,0 +1,359 @@
+package actor_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/goray/goray/actor"
+	"github.com/goray/goray/core"
+)
+
+// Counter is the seed's counter.
+type Counter struct {
+	n     int
+	calls []int
+}
+
+func (c *Counter) Increment(ctx context.Context) (int, error)   { c.n++; return c.n, nil }
+func (c *Counter) Add(ctx context.Context, by int) (int, error) { c.n += by; return c.n, nil }
+func (c *Counter) Value(ctx context.Context) (int, error)       { return c.n, nil }
+func (c *Counter) Pid(ctx context.Context) (int, error)         { return os.Getpid(), nil }
+func (c *Counter) Panic(ctx context.Context) (int, error)       { panic("counter exploded") }
+
+// Record appends i: the order calls ran in.
+func (c *Counter) Record(ctx context.Context, i int) error     { c.calls = append(c.calls, i); return nil }
+func (c *Counter) Recorded(ctx context.Context) ([]int, error) { return c.calls, nil }
+func (c *Counter) Info(ctx context.Context) (string, error) {
+	rc, _ := core.RuntimeContextFrom(ctx)
+	return rc.ActorID, nil
+}
+
+// String is a plain Go method: not remote.
+func (c *Counter) String() string { return fmt.Sprint(c.n) }
+
+var counter = actor.Register("Counter", func(ctx context.Context, start int) (*Counter, error) {
+	return &Counter{n: start}, nil
+})
+
+// DataStore is written by tasks that got its handle.
+type DataStore struct {
+	mu   sync.Mutex
+	data map[string]int
+}
+
+func (d *DataStore) Put(ctx context.Context, k string, v int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.data[k] = v
+	return nil
+}
+
+func (d *DataStore) All(ctx context.Context) (map[string]int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.data, nil
+}
+
+var (
+	dataStore = actor.Register("DataStore", func(ctx context.Context) (*DataStore, error) {
+		return &DataStore{data: map[string]int{}}, nil
+	})
+	writeStore = core.Register("writeStore", func(ctx context.Context, h *actor.Handle, i int) (int, error) {
+		return 0, waitErr(ctx, h.Call("Put", fmt.Sprint("k", i), i*i))
+	})
+)
+
+func waitErr(ctx context.Context, r *core.ObjectRef) error {
+	_, err := core.Get[any](ctx, r)
+	return err
+}
+
+// Accounting keeps balances; a withdrawal beyond the balance fails.
+type Accounting struct{ balance map[string]int }
+
+var errInsufficient = errors.New("insufficient funds")
+
+func init() { core.RegisterError(errInsufficient) }
+
+func (a *Accounting) Deposit(ctx context.Context, who string, amt int) (int, error) {
+	a.balance[who] += amt
+	return a.balance[who], nil
+}
+
+func (a *Accounting) Withdraw(ctx context.Context, who string, amt int) (int, error) {
+	if a.balance[who] < amt {
+		return a.balance[who], fmt.Errorf("%s has %d, wants %d: %w", who, a.balance[who], amt, errInsufficient)
+	}
+	a.balance[who] -= amt
+	return a.balance[who], nil
+}
+
+var accounting = actor.Register("Accounting", func(ctx context.Context) (*Accounting, error) {
+	return &Accounting{balance: map[string]int{}}, nil
+})
+
+var failingCtor = actor.Register("FailingCtor", func(ctx context.Context, why string) (*Counter, error) {
+	return nil, errors.New(why)
+})
+
+func TestCounter(t *testing.T) {
+	ctx := context.Background()
+	h, err := counter.Remote(rt, 10)
+	require.NoError(t, err)
+	defer actor.Kill(h, true)
+	for want := 11; want <= 16; want++ {
+		got, err := core.Get[int](ctx, h.Call("Increment"))
+		require.NoError(t, err)
+		require.Equal(t, want, got)
+	}
+	id, err := core.Get[string](ctx, h.Call("Info"))
+	require.NoError(t, err)
+	require.Equal(t, h.ID(), id, "the runtime context names the actor")
+}
+
+func TestDataStoreFromTasks(t *testing.T) {
+	ctx := context.Background()
+	h, err := dataStore.Remote(rt)
+	require.NoError(t, err)
+	defer actor.Kill(h, true)
+	var refs []*core.ObjectRef
+	for i := range 10 {
+		refs = append(refs, writeStore.Remote(rt, h, i))
+	}
+	_, err = core.GetAll[int](ctx, refs)
+	require.NoError(t, err)
+	all, err := core.Get[map[string]int](ctx, h.Call("All"))
+	require.NoError(t, err)
+	require.Len(t, all, 10)
+	for i := range 10 {
+		require.Equal(t, i*i, all[fmt.Sprint("k", i)])
+	}
+}
+
+func TestAccounting(t *testing.T) {
+	ctx := context.Background()
+	h, err := accounting.Remote(rt)
+	require.NoError(t, err)
+	defer actor.Kill(h, true)
+	b, err := core.Get[int](ctx, h.Call("Deposit", "ann", 100))
+	require.NoError(t, err)
+	require.Equal(t, 100, b)
+	b, err = core.Get[int](ctx, h.Call("Withdraw", "ann", 30))
+	require.NoError(t, err)
+	require.Equal(t, 70, b)
+	_, err = core.Get[int](ctx, h.Call("Withdraw", "ann", 100))
+	require.ErrorIs(t, err, errInsufficient)
+	var te *core.TaskError
+	require.ErrorAs(t, err, &te)
+	require.Contains(t, te.Message, "ann has 70, wants 100")
+	b, err = core.Get[int](ctx, h.Call("Deposit", "ann", 0))
+	require.NoError(t, err)
+	require.Equal(t, 70, b, "the failed call changed nothing")
+}
+
+func TestOrdering(t *testing.T) {
+	ctx := context.Background()
+	h, err := counter.Remote(rt, 0)
+	require.NoError(t, err)
+	defer actor.Kill(h, true)
+	const n = 10000
+	var last *core.ObjectRef
+	for i := range n {
+		last = h.Call("Record", i)
+	}
+	require.NoError(t, waitErr(ctx, last))
+	got, err := core.Get[[]int](ctx, h.Call("Recorded"))
+	require.NoError(t, err)
+	require.Len(t, got, n)
+	for i, v := range got {
+		if v != i {
+			t.Fatalf("call %d ran as number %d: calls from one caller must run in submission order", v, i)
+		}
+	}
+}
+
+func TestMethodErrors(t *testing.T) {
+	ctx := context.Background()
+	h, err := counter.Remote(rt, 5)
+	require.NoError(t, err)
+	defer actor.Kill(h, true)
+
+	_, err = core.Get[int](ctx, h.Call("Panic"))
+	var te *core.TaskError
+	require.ErrorAs(t, err, &te)
+	require.True(t, te.Panicked)
+	require.Contains(t, te.Message, "counter exploded")
+	v, err := core.Get[int](ctx, h.Call("Increment"))
+	require.NoError(t, err)
+	require.Equal(t, 6, v, "the actor kept its state after the panic")
+
+	_, err = core.Get[int](ctx, h.Call("Incr"))
+	require.ErrorIs(t, err, core.ErrNotRegistered)
+	require.Contains(t, err.Error(), "Add, Increment, Info, Panic, Pid, Record, Recorded, Value")
+	_, err = core.Get[int](ctx, h.Call("String"))
+	require.ErrorContains(t, err, "does not take a context.Context first")
+
+	_, err = core.Get[int](ctx, h.Call("Add", "one"))
+	require.ErrorIs(t, err, core.ErrBadArgument)
+	require.ErrorContains(t, err, "want int")
+	_, err = core.Get[int](ctx, h.Call("Add", 1, 2))
+	require.ErrorIs(t, err, core.ErrBadArgument)
+
+	_, err = counter.Remote(rt, "ten")
+	require.ErrorIs(t, err, core.ErrBadArgument)
+
+	f, err := failingCtor.Remote(rt, "no database")
+	require.NoError(t, err)
+	_, err = core.Get[int](ctx, f.Call("Increment"))
+	require.ErrorIs(t, err, core.ErrActorDied)
+	require.ErrorContains(t, err, "no database")
+}
+
+func TestBadShapeReportedAtRegistration(t *testing.T) {
+	type bad struct{}
+	require.Panics(t, func() {
+		actor.Register("BadShape", func(ctx context.Context) (*badShape, error) { return &badShape{}, nil })
+	})
+	require.Panics(t, func() { actor.Register("NotPointer", func(ctx context.Context) (bad, error) { return bad{}, nil }) })
+}
+
+type badShape struct{}
+
+// NoError has a ctx but no error result: wrong shape.
+func (b *badShape) NoError(ctx context.Context) int { return 1 }
+
+func pidOf(t *testing.T, h *actor.Handle) int {
+	pid, err := core.Get[int](context.Background(), h.Call("Pid"))
+	require.NoError(t, err)
+	return pid
+}
+
+func TestRestartAfterKill9(t *testing.T) {
+	ctx := context.Background()
+	h, err := counter.Options(actor.MaxRestarts(1)).Remote(rt, 100)
+	require.NoError(t, err)
+	defer actor.Kill(h, true)
+	v, err := core.Get[int](ctx, h.Call("Increment"))
+	require.NoError(t, err)
+	require.Equal(t, 101, v)
+	pid := pidOf(t, h)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	// The constructor re-ran in a new process: state starts over.
+	var got int
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err = core.Get[int](ctx, h.Call("Increment"))
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		// A call sent before the caller saw the death fails (MaxTaskRetries 0).
+		require.ErrorIs(t, err, core.ErrActorDied)
+	}
+	require.NoError(t, err)
+	require.Equal(t, 101, got)
+	require.NotEqual(t, pid, pidOf(t, h))
+
+	// A second death is past MaxRestarts(1).
+	require.NoError(t, syscall.Kill(pidOf(t, h), syscall.SIGKILL))
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		_, err = core.Get[int](ctx, h.Call("Increment"))
+		if err != nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	require.ErrorIs(t, err, core.ErrActorDied)
+	require.ErrorContains(t, err, "SIGKILL")
+	require.ErrorContains(t, err, "no restarts left")
+}
+
+func TestTaskRetriesAcrossRestart(t *testing.T) {
+	ctx := context.Background()
+	h, err := counter.Options(actor.MaxRestarts(-1), actor.MaxTaskRetries(-1)).Remote(rt, 0)
+	require.NoError(t, err)
+	defer actor.Kill(h, true)
+	pid := pidOf(t, h)
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	// Retried as often as needed: every call succeeds.
+	for range 5 {
+		_, err := core.Get[int](ctx, h.Call("Increment"))
+		require.NoError(t, err)
+	}
+}
+
+func TestNoRestartDies(t *testing.T) {
+	ctx := context.Background()
+	h, err := counter.Remote(rt, 0)
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(pidOf(t, h), syscall.SIGKILL))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err = core.Get[int](ctx, h.Call("Increment"))
+		if err != nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	require.ErrorIs(t, err, core.ErrActorDied)
+	require.ErrorContains(t, err, "Counter")
+	require.ErrorContains(t, err, "MaxRestarts 0")
+}
+
+func TestKillAndNamed(t *testing.T) {
+	ctx := context.Background()
+	h, err := counter.Options(actor.Name("shared"), actor.Namespace("test"), actor.Detached()).Remote(rt, 1)
+	require.NoError(t, err)
+	_, err = counter.Options(actor.Name("shared"), actor.Namespace("test")).Remote(rt, 1)
+	require.ErrorContains(t, err, "already exists")
+
+	g, err := actor.Get(rt, "shared", actor.Namespace("test"))
+	require.NoError(t, err)
+	v, err := core.Get[int](ctx, g.Call("Increment"))
+	require.NoError(t, err)
+	require.Equal(t, 2, v)
+	_, err = actor.Get(rt, "shared")
+	require.Error(t, err, "another namespace")
+
+	require.NoError(t, actor.Kill(h, true))
+	_, err = core.Get[int](ctx, h.Call("Increment"))
+	require.ErrorIs(t, err, core.ErrActorDied)
+	require.ErrorContains(t, err, "killed with actor.Kill")
+	_, err = core.Get[int](ctx, g.Call("Increment"))
+	require.ErrorIs(t, err, core.ErrActorDied)
+	_, err = actor.Get(rt, "shared", actor.Namespace("test"))
+	require.Error(t, err, "the name is free once the actor is dead")
+}
+
+// Slow sleeps: with MaxConcurrency 4, four run at once.
+type Slow struct{}
+
+func (s *Slow) Sleep(ctx context.Context, d time.Duration) (time.Time, error) {
+	time.Sleep(d)
+	return time.Now(), nil
+}
+
+var slow = actor.Register("Slow", func(ctx context.Context) (*Slow, error) { return &Slow{}, nil })
+
+func TestMaxConcurrency(t *testing.T) {
+	ctx := context.Background()
+	h, err := slow.Options(actor.MaxConcurrency(4)).Remote(rt)
+	require.NoError(t, err)
+	defer actor.Kill(h, true)
+	_, err = core.Get[time.Time](ctx, h.Call("Sleep", time.Millisecond)) // started
+	require.NoError(t, err)
+	start := time.Now()
+	var refs []*core.ObjectRef
+	for range 4 {
+		refs = append(refs, h.Call("Sleep", 300*time.Millisecond))
+	}
+	_, err = core.GetAll[time.Time](ctx, refs)
+	require.NoError(t, err)
+	require.Less(t, time.Since(start), 900*time.Millisecond, "4 × 300 ms at once, not one after another")
+}

@@ -1,0 +1,317 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/goray/goray/channel"
+	"github.com/goray/goray/internal/codec"
+	"github.com/goray/goray/internal/errs"
+	"github.com/goray/goray/internal/ids"
+	"github.com/goray/goray/internal/rpc"
+)
+
+// Hosting actors: a dedicated worker runs an actor's constructor (HostActor,
+// from the GCS), then serves its methods to every caller that attaches
+// rings, running up to MaxConcurrency calls at once (one by default: then
+// each caller's calls run in the order it sent them).
+
+// Class is a registered actor class: its constructor and remote methods.
+type Class struct {
+	Name    string
+	Ctor    *Function    // func(ctx, args...) (*T, error)
+	Type    reflect.Type // *T
+	methods map[string]*Function
+	names   []string // sorted
+}
+
+var (
+	classMu sync.RWMutex
+	classes = map[string]*Class{}
+)
+
+// RegisterClass records an actor class. Every exported method of *T whose
+// first parameter is a context.Context is remote, and must have the shape
+// func(ctx, args...) (results..., error); other exported methods are plain
+// Go methods, not callable remotely.
+func RegisterClass(name string, ctor any) (*Class, error) {
+	f, err := newFunction(name, ctor)
+	if err != nil {
+		return nil, fmt.Errorf("%w (an actor constructor is func(context.Context, args...) (*T, error))", err)
+	}
+	if len(f.Out) != 1 || f.Out[0].Kind() != reflect.Pointer || f.Generator {
+		return nil, fmt.Errorf("goray: actor %q: the constructor returns %v: %w: want (*T, error), a pointer to the actor's state", name, f.Out, errs.ErrBadArgument)
+	}
+	c := &Class{Name: name, Ctor: f, Type: f.Out[0], methods: map[string]*Function{}}
+	for i := range c.Type.NumMethod() {
+		m := c.Type.Method(i)
+		mt := m.Type
+		if mt.NumIn() < 2 || mt.In(1) != ctxType {
+			continue
+		}
+		mf, err := newFunc(name+"."+m.Name, m.Func, true)
+		if err != nil {
+			return nil, fmt.Errorf("actor %q: method %s: %w", name, m.Name, err)
+		}
+		c.methods[m.Name] = mf
+		c.names = append(c.names, m.Name)
+	}
+	slices.Sort(c.names)
+	classMu.Lock()
+	defer classMu.Unlock()
+	if _, dup := classes[name]; dup {
+		return nil, fmt.Errorf("goray: actor class %q registered twice: names identify classes across processes and must be unique", name)
+	}
+	if _, dup := functions[name]; dup {
+		return nil, fmt.Errorf("goray: actor class %q: a function has that name: names identify functions and classes across processes and must be unique", name)
+	}
+	classes[name] = c
+	return c, nil
+}
+
+// LookupClass finds a registered actor class.
+func LookupClass(name string) (*Class, error) {
+	classMu.RLock()
+	c := classes[name]
+	classMu.RUnlock()
+	if c == nil {
+		return nil, fmt.Errorf("actor class %q is not registered in this binary: %w: register it at package level (a var or init), so that worker processes, which run the same binary, have it too",
+			name, errs.ErrNotRegistered)
+	}
+	return c, nil
+}
+
+// Method finds a remote method by name; the error lists the methods.
+func (c *Class) Method(name string) (*Function, error) {
+	if f := c.methods[name]; f != nil {
+		return f, nil
+	}
+	why := ""
+	if m, ok := c.Type.MethodByName(name); ok {
+		why = fmt.Sprintf(" (%s is a method of %v, but %v does not take a context.Context first, so it is not remote)", name, c.Type, m.Type)
+	}
+	return nil, fmt.Errorf("actor %s has no remote method %q%s: %w: its methods are %s", c.Name, name, why, errs.ErrNotRegistered, c.MethodList())
+}
+
+// MethodList names the remote methods, for messages.
+func (c *Class) MethodList() string {
+	if len(c.names) == 0 {
+		return "none (no exported method of " + c.Type.String() + " takes a context.Context first)"
+	}
+	return strings.Join(c.names, ", ")
+}
+
+// hostedActor is the actor a worker hosts.
+type hostedActor struct {
+	class *Class
+	inst  reflect.Value
+	id    ids.ActorID
+	sem   chan struct{} // MaxConcurrency slots
+	gpus  []int
+}
+
+// host runs an actor's constructor in this worker.
+func (e *executor) host(ctx context.Context, req *rpc.HostActorRequest) *rpc.ErrorInfo {
+	spec := req.Spec
+	fail := func(kind rpc.ErrorKind, msg string) *rpc.ErrorInfo {
+		return &rpc.ErrorInfo{Kind: kind, Message: msg, Function: spec.GetClass(), Task: spec.GetClass() + " constructor"}
+	}
+	if spec == nil || len(spec.ActorId) != ids.ActorIDSize {
+		return fail(rpc.ErrorKind_ERROR_BAD_ARGUMENT, "HostActor without an actor spec")
+	}
+	e.mu.Lock()
+	busy := e.actor != nil || e.leaseID != ""
+	e.mu.Unlock()
+	if busy {
+		return fail(rpc.ErrorKind_ERROR_SYSTEM, "this worker already serves a lease or hosts an actor")
+	}
+	c, err := LookupClass(spec.Class)
+	if err != nil {
+		return fail(rpc.ErrorKind_ERROR_NOT_REGISTERED, err.Error())
+	}
+	var id ids.ActorID
+	copy(id[:], spec.ActorId)
+	gpus := make([]int, len(req.GpuIds))
+	strs := make([]string, len(req.GpuIds))
+	for i, g := range req.GpuIds {
+		gpus[i], strs[i] = int(g), strconv.Itoa(int(g))
+	}
+	if len(gpus) > 0 {
+		os.Setenv("CUDA_VISIBLE_DEVICES", strings.Join(strs, ","))
+	}
+	fn := c.Ctor
+	in := []reflect.Value{{}}
+	for i, a := range spec.Args {
+		if i >= len(fn.In) && !fn.Variadic {
+			break
+		}
+		pt := fn.ParamType(i)
+		v, err := codec.Decode(a.Value, pt)
+		if err != nil {
+			return fail(rpc.ErrorKind_ERROR_BAD_ARGUMENT, fmt.Sprintf("%s constructor argument %d: want %v: %v", c.Name, i+1, pt, err))
+		}
+		if len(a.Nested) > 0 && ValueRefs.Bind != nil {
+			if err := ValueRefs.Bind(e.w, v); err != nil {
+				return fail(rpc.ErrorKind_ERROR_OBJECT_LOST, fmt.Sprintf("%s constructor argument %d: %v", c.Name, i+1, err))
+			}
+		}
+		in = append(in, v)
+	}
+	if got, want := len(in)-1, len(fn.In); got != want && !(fn.Variadic && got >= want-1) {
+		return fail(rpc.ErrorKind_ERROR_BAD_ARGUMENT, fmt.Sprintf("%s constructor takes %d arguments %s after the context, got %d", c.Name, want, fn.Signature(), got))
+	}
+	ti := &TaskInfo{TaskID: ids.NewTaskID(id), ActorID: id, Name: c.Name + " constructor", Attempt: int(req.Incarnation), GPUIDs: gpus, Worker: e.w}
+	in[0] = reflect.ValueOf(context.WithValue(ctx, taskKey{}, ti))
+	outs, perr, stack := call(fn.fn, in)
+	if perr != nil {
+		return infoFromError(c.Name, c.Name+" constructor", perr, stack, true)
+	}
+	if errv := outs[1]; !errv.IsNil() {
+		return infoFromError(c.Name, c.Name+" constructor", errv.Interface().(error), nil, false)
+	}
+	if outs[0].IsNil() {
+		return fail(rpc.ErrorKind_ERROR_APPLICATION, fmt.Sprintf("%s constructor returned a nil %v and no error", c.Name, c.Type))
+	}
+	conc := max(int(spec.MaxConcurrency), 1)
+	e.mu.Lock()
+	e.actor = &hostedActor{class: c, inst: outs[0], id: id, sem: make(chan struct{}, conc), gpus: gpus}
+	e.mu.Unlock()
+	return nil
+}
+
+// attachActor starts serving one caller's rings to the hosted actor.
+func (e *executor) attachActor(req *rpc.AttachRequest) error {
+	e.mu.Lock()
+	ha := e.actor
+	e.mu.Unlock()
+	if ha == nil || string(ha.id[:]) != string(req.ActorId) {
+		return fmt.Errorf("attach: %w: this worker does not host actor %x", errs.ErrActorDied, req.ActorId)
+	}
+	select {
+	case <-e.stop:
+		return errs.ErrShutdown
+	default:
+	}
+	reqRing, err := channel.OpenShm(req.RequestRing)
+	if err != nil {
+		return fmt.Errorf("attach: %w", err)
+	}
+	repRing, err := channel.OpenShm(req.ReplyRing)
+	if err != nil {
+		reqRing.Close()
+		return fmt.Errorf("attach: %w", err)
+	}
+	rd, err := reqRing.Reader(0)
+	if err != nil {
+		reqRing.Close()
+		repRing.Close()
+		return fmt.Errorf("attach: %w", err)
+	}
+	wr, err := repRing.Writer()
+	if err != nil {
+		rd.Close()
+		reqRing.Close()
+		repRing.Close()
+		return fmt.Errorf("attach: %w", err)
+	}
+	e.loop.Add(1)
+	go func() {
+		defer e.loop.Done()
+		lw := &lockedWriter{w: wr}
+		var calls sync.WaitGroup
+		defer func() {
+			calls.Wait()
+			wr.CloseWrite(context.Background())
+			wr.Close()
+			rd.Close()
+			reqRing.Close()
+			repRing.Close()
+		}()
+		e.serveActor(ha, rd, lw, &calls)
+	}()
+	return nil
+}
+
+// lockedWriter serialises the replies of calls that run at once.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  *channel.RingWriter
+}
+
+func (l *lockedWriter) Write(ctx context.Context, p []byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(ctx, p)
+}
+
+// serveActor runs one caller's calls: one at a time, in order, sharing the
+// actor's slots with the other callers (MaxConcurrency 1: the actor runs
+// one call at a time); with MaxConcurrency > 1 calls start in order and
+// run at once.
+func (e *executor) serveActor(ha *hostedActor, rd *channel.RingReader, wr *lockedWriter, calls *sync.WaitGroup) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-e.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	concurrent := cap(ha.sem) > 1
+	for {
+		msg, err := rd.Read(ctx)
+		if err != nil {
+			return // the caller detached or died, or shutdown
+		}
+		req := &rpc.RingRequest{}
+		err = proto.Unmarshal(msg.Data, req)
+		msg.Release()
+		if err != nil {
+			e.w.cfg.Logf("goray worker: undecodable actor call: %v", err)
+			return
+		}
+		spec := req.GetTask()
+		if spec == nil {
+			continue
+		}
+		select {
+		case ha.sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		do := func() bool {
+			defer func() { <-ha.sem }()
+			out := e.run(ctx, spec, wr)
+			if out == nil {
+				return true
+			}
+			b, err := proto.Marshal(&rpc.RingReply{Kind: &rpc.RingReply_Reply{Reply: out}})
+			if err == nil {
+				err = wr.Write(ctx, b)
+			}
+			return err == nil
+		}
+		if !concurrent {
+			if !do() {
+				return
+			}
+			continue
+		}
+		calls.Add(1)
+		go func() {
+			defer calls.Done()
+			if !do() {
+				cancel()
+			}
+		}()
+	}
+}
