@@ -72,9 +72,11 @@ func TestNames(t *testing.T) {
 		"ChannelThroughput/gochan/64B",
 		"ChannelChain/shm/2stages/64B", "ChannelChain/shm/4stages/64B",
 		"Memcpy/1MiB",
-		"Baseline/grpc_unary_roundtrip",
+		"Baseline/grpc_unary_roundtrip", "Baseline/hollywood_remote_roundtrip",
 		"RayMicro/tasks_sync", "RayMicro/tasks_async", "RayMicro/multi_client_tasks_async",
 		"RayMicro/put_calls", "RayMicro/get_calls", "RayMicro/put_gigabytes",
+		"RayMicro/actor_calls_sync", "RayMicro/actor_calls_async", "RayMicro/actor_calls_concurrent",
+		"RayMicro/n_n_actor_calls_async",
 	}
 	for _, name := range want {
 		if !got[name] {

@@ -11,12 +11,16 @@ import (
 // latency), tasks_async (no-op tasks, 1000 in flight: tasks/s),
 // multi_client_tasks_async (four tasks submitting no-op tasks at once:
 // tasks/s), put_calls and get_calls (100-byte objects: ops/s) and
-// put_gigabytes (64 MiB objects: bytes/s). They share one embedded
-// cluster, started by the first of them.
+// put_gigabytes (64 MiB objects: bytes/s); actor_calls_sync,
+// actor_calls_async, actor_calls_concurrent (an actor running up to 16
+// calls at once) and n_n_actor_calls_async (2 caller actors, each calling
+// its own actor). They share one embedded cluster, started by the first
+// of them.
 func BenchmarkRayMicro(b *testing.B) { benchmarks.RunGroup(b, "RayMicro") }
 
 // BenchmarkBaseline: grpc_unary_roundtrip, a gRPC unary call to a peer
-// process over loopback TCP, the baseline of the task rows.
+// process over loopback TCP, the baseline of the task and actor rows; and
+// hollywood_remote_roundtrip, a Hollywood remote-actor request and reply.
 func BenchmarkBaseline(b *testing.B) { benchmarks.RunGroup(b, "Baseline") }
 
 // TestRayMicroRows pins the RayMicro rows' baselines and targets
@@ -33,6 +37,11 @@ func TestRayMicroRows(t *testing.T) {
 		"RayMicro/put_calls vs Objstore/put_small":                           "≥ 0.2 M msgs/s",
 		"RayMicro/get_calls vs Objstore/get_small":                           "≥ 0.5 M msgs/s",
 		"RayMicro/put_gigabytes vs Memcpy/64MiB":                             "≥ 0.8× baseline",
+		"RayMicro/actor_calls_sync vs Baseline/grpc_unary_roundtrip":         "p50 ≤ 30µs",
+		"RayMicro/actor_calls_sync vs Baseline/hollywood_remote_roundtrip":   "",
+		"RayMicro/actor_calls_async vs Baseline/grpc_unary_roundtrip":        "≥ 0.2 M msgs/s",
+		"RayMicro/actor_calls_concurrent vs Baseline/grpc_unary_roundtrip":   "",
+		"RayMicro/n_n_actor_calls_async vs Baseline/grpc_unary_roundtrip":    "",
 	} {
 		if got, ok := targets[name]; !ok || got != want {
 			t.Errorf("row %s: target %q (present %v), want %q", name, got, ok, want)
@@ -44,12 +53,16 @@ func TestRayMicroRows(t *testing.T) {
 // reports the figure its row compares.
 func TestRayMicroMetrics(t *testing.T) {
 	for name, unit := range map[string]string{
-		"RayMicro/tasks_async":              "msgs/s",
-		"RayMicro/multi_client_tasks_async": "msgs/s",
-		"RayMicro/put_calls":                "msgs/s",
-		"RayMicro/get_calls":                "msgs/s",
-		"RayMicro/put_gigabytes":            "B/op",
-		"Baseline/grpc_unary_roundtrip":     "msgs/s",
+		"RayMicro/tasks_async":                "msgs/s",
+		"RayMicro/multi_client_tasks_async":   "msgs/s",
+		"RayMicro/put_calls":                  "msgs/s",
+		"RayMicro/get_calls":                  "msgs/s",
+		"RayMicro/put_gigabytes":              "B/op",
+		"Baseline/grpc_unary_roundtrip":       "msgs/s",
+		"Baseline/hollywood_remote_roundtrip": "msgs/s",
+		"RayMicro/actor_calls_async":          "msgs/s",
+		"RayMicro/actor_calls_concurrent":     "msgs/s",
+		"RayMicro/n_n_actor_calls_async":      "msgs/s",
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, ok := benchmarks.Lookup(name)

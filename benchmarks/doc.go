@@ -53,7 +53,16 @@
 //	RayMicro/{put_calls,get_calls,put_gigabytes}
 //	    core.Put and core.Get of 100 B objects (msgs/s), core.Put of
 //	    64 MiB (bytes/s)
+//	RayMicro/{actor_calls_sync,actor_calls_async,actor_calls_concurrent,n_n_actor_calls_async}
+//	    Ray's actor microbenchmarks on a no-op method: call and get one
+//	    (p50-ns, p99-ns); 1000 in flight to one actor; the same to an
+//	    actor with MaxConcurrency(16); two caller actors each calling its
+//	    own actor (calls/s as msgs/s)
 //	Baseline/grpc_unary_roundtrip
 //	    a gRPC unary call of 64 B to a peer over loopback TCP (p50-ns,
-//	    p99-ns, and msgs/s): the task rows' baseline
+//	    p99-ns, and msgs/s): the task and actor rows' baseline
+//	Baseline/hollywood_remote_roundtrip
+//	    a Hollywood (github.com/anthdm/hollywood) remote-actor request of
+//	    64 B to a peer over loopback TCP and its reply (p50-ns, p99-ns,
+//	    msgs/s): what a Go user might pick for remote actors
 package benchmarks
