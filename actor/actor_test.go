@@ -105,7 +105,7 @@ var failingCtor = actor.Register("FailingCtor", func(ctx context.Context, why st
 })
 
 func TestCounter(t *testing.T) {
-	ctx := context.Background()
+	ctx := testCtx(t)
 	h, err := counter.Remote(rt, 10)
 	require.NoError(t, err)
 	defer actor.Kill(h, true)
@@ -120,7 +120,7 @@ func TestCounter(t *testing.T) {
 }
 
 func TestDataStoreFromTasks(t *testing.T) {
-	ctx := context.Background()
+	ctx := testCtx(t)
 	h, err := dataStore.Remote(rt)
 	require.NoError(t, err)
 	defer actor.Kill(h, true)
@@ -139,7 +139,7 @@ func TestDataStoreFromTasks(t *testing.T) {
 }
 
 func TestAccounting(t *testing.T) {
-	ctx := context.Background()
+	ctx := testCtx(t)
 	h, err := accounting.Remote(rt)
 	require.NoError(t, err)
 	defer actor.Kill(h, true)
@@ -160,7 +160,7 @@ func TestAccounting(t *testing.T) {
 }
 
 func TestOrdering(t *testing.T) {
-	ctx := context.Background()
+	ctx := testCtx(t)
 	h, err := counter.Remote(rt, 0)
 	require.NoError(t, err)
 	defer actor.Kill(h, true)
@@ -181,7 +181,7 @@ func TestOrdering(t *testing.T) {
 }
 
 func TestMethodErrors(t *testing.T) {
-	ctx := context.Background()
+	ctx := testCtx(t)
 	h, err := counter.Remote(rt, 5)
 	require.NoError(t, err)
 	defer actor.Kill(h, true)
@@ -237,7 +237,7 @@ func pidOf(t *testing.T, h *actor.Handle) int {
 }
 
 func TestRestartAfterKill9(t *testing.T) {
-	ctx := context.Background()
+	ctx := testCtx(t)
 	h, err := counter.Options(actor.MaxRestarts(1)).Remote(rt, 100)
 	require.NoError(t, err)
 	defer actor.Kill(h, true)
@@ -276,7 +276,7 @@ func TestRestartAfterKill9(t *testing.T) {
 }
 
 func TestTaskRetriesAcrossRestart(t *testing.T) {
-	ctx := context.Background()
+	ctx := testCtx(t)
 	h, err := counter.Options(actor.MaxRestarts(-1), actor.MaxTaskRetries(-1)).Remote(rt, 0)
 	require.NoError(t, err)
 	defer actor.Kill(h, true)
@@ -290,7 +290,7 @@ func TestTaskRetriesAcrossRestart(t *testing.T) {
 }
 
 func TestNoRestartDies(t *testing.T) {
-	ctx := context.Background()
+	ctx := testCtx(t)
 	h, err := counter.Remote(rt, 0)
 	require.NoError(t, err)
 	require.NoError(t, syscall.Kill(pidOf(t, h), syscall.SIGKILL))
@@ -307,7 +307,7 @@ func TestNoRestartDies(t *testing.T) {
 }
 
 func TestKillAndNamed(t *testing.T) {
-	ctx := context.Background()
+	ctx := testCtx(t)
 	h, err := counter.Options(actor.Name("shared"), actor.Namespace("test"), actor.Detached()).Remote(rt, 1)
 	require.NoError(t, err)
 	_, err = counter.Options(actor.Name("shared"), actor.Namespace("test")).Remote(rt, 1)
@@ -342,7 +342,7 @@ func (s *Slow) Sleep(ctx context.Context, d time.Duration) (time.Time, error) {
 var slow = actor.Register("Slow", func(ctx context.Context) (*Slow, error) { return &Slow{}, nil })
 
 func TestMaxConcurrency(t *testing.T) {
-	ctx := context.Background()
+	ctx := testCtx(t)
 	h, err := slow.Options(actor.MaxConcurrency(4)).Remote(rt)
 	require.NoError(t, err)
 	defer actor.Kill(h, true)
@@ -356,4 +356,11 @@ func TestMaxConcurrency(t *testing.T) {
 	_, err = core.GetAll[time.Time](ctx, refs)
 	require.NoError(t, err)
 	require.Less(t, time.Since(start), 900*time.Millisecond, "4 × 300 ms at once, not one after another")
+}
+
+// testCtx bounds a test's waits: a hang fails the test instead of CI.
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }

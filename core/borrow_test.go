@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,6 +103,14 @@ var (
 	})
 	heldMu sync.Mutex
 	held   []*core.ObjectRef
+
+	// holdForever keeps the refs in this worker and returns its pid.
+	holdForever = core.Register("holdForever", func(ctx context.Context, refs []*core.ObjectRef) (int, error) {
+		heldMu.Lock()
+		held = append(held, refs...)
+		heldMu.Unlock()
+		return os.Getpid(), nil
+	})
 )
 
 func TestRefsInsideArguments(t *testing.T) {
@@ -224,4 +234,24 @@ func TestRefInsideValueErrors(t *testing.T) {
 
 	_, err = core.Put(rt, []*core.ObjectRef{r})
 	require.ErrorIs(t, err, core.ErrObjectLost)
+}
+
+// A borrower killed with kill -9 cannot unregister: the owner notices the
+// dead process and frees what only it held.
+func TestDeadBorrowerReleased(t *testing.T) {
+	ctx := context.Background()
+	x, err := core.Put(rt, "borrowed")
+	require.NoError(t, err)
+	pid, err := core.Get[int](ctx, holdForever.Remote(rt, []*core.ObjectRef{x}))
+	require.NoError(t, err)
+	core.Free(x)
+	time.Sleep(300 * time.Millisecond)
+	require.True(t, core.HasObject(rt, x), "the worker still borrows it")
+	require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if core.HasObject(rt, x) {
+			return errors.New("the borrower is dead, but the owner still has the object")
+		}
+		return nil
+	})
 }

@@ -2020,7 +2020,11 @@ type BorrowerRequest struct {
 	// how many registrations this adds or removes for each object (0 means
 	// 1): the owner counts them, so that an add and a remove that cross in
 	// flight cannot free an object a borrower still holds.
-	Count         uint32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	Count uint32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	// the borrower's process, when known: the owner drops the
+	// registrations of a borrower that died.
+	BorrowerPid   int32  `protobuf:"varint,4,opt,name=borrower_pid,json=borrowerPid,proto3" json:"borrower_pid,omitempty"`
+	BorrowerStart uint64 `protobuf:"varint,5,opt,name=borrower_start,json=borrowerStart,proto3" json:"borrower_start,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2072,6 +2076,20 @@ func (x *BorrowerRequest) GetBorrowerAddress() string {
 func (x *BorrowerRequest) GetCount() uint32 {
 	if x != nil {
 		return x.Count
+	}
+	return 0
+}
+
+func (x *BorrowerRequest) GetBorrowerPid() int32 {
+	if x != nil {
+		return x.BorrowerPid
+	}
+	return 0
+}
+
+func (x *BorrowerRequest) GetBorrowerStart() uint64 {
+	if x != nil {
+		return x.BorrowerStart
 	}
 	return 0
 }
@@ -3202,12 +3220,14 @@ const file_goray_proto_rawDesc = "" +
 	"\x10GetObjectRequest\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\"A\n" +
 	"\x0eGetObjectReply\x12/\n" +
-	"\x06object\x18\x01 \x01(\v2\x17.goray.rpc.ReturnObjectR\x06object\"q\n" +
+	"\x06object\x18\x01 \x01(\v2\x17.goray.rpc.ReturnObjectR\x06object\"\xbb\x01\n" +
 	"\x0fBorrowerRequest\x12\x1d\n" +
 	"\n" +
 	"object_ids\x18\x01 \x03(\fR\tobjectIds\x12)\n" +
 	"\x10borrower_address\x18\x02 \x01(\tR\x0fborrowerAddress\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\rR\x05count\"\x0f\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\x12!\n" +
+	"\fborrower_pid\x18\x04 \x01(\x05R\vborrowerPid\x12%\n" +
+	"\x0eborrower_start\x18\x05 \x01(\x04R\rborrowerStart\"\x0f\n" +
 	"\rBorrowerReply\"#\n" +
 	"\vExitRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\"%\n" +

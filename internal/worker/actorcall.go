@@ -13,6 +13,7 @@ import (
 	"github.com/goray/goray/internal/errs"
 	"github.com/goray/goray/internal/ids"
 	"github.com/goray/goray/internal/rpc"
+	"github.com/goray/goray/internal/shm"
 )
 
 // Calling actors. Each process that calls an actor keeps one actorConn to
@@ -218,7 +219,10 @@ func (w *CoreWorker) connectActor(ac *actorConn, minInc uint32) (*rpc.ActorInfo,
 		if info.State != rpc.ActorState_ACTOR_ALIVE {
 			return info, nil, nil
 		}
-		l, err := w.attachRings(ctx, "actor."+ac.id.String()[:8], info.Address, int(info.Pid), nil, ac.id[:])
+		// Each connection's rings get their own name: the rings of the
+		// previous one may not be unlinked yet.
+		label := "actor." + ac.id.String()[:8] + "." + newLeaseID()[:8]
+		l, err := w.attachRings(ctx, label, info.Address, int(info.Pid), nil, ac.id[:])
 		if err == nil {
 			l.actor = ac
 			return info, l, nil
@@ -226,10 +230,12 @@ func (w *CoreWorker) connectActor(ac *actorConn, minInc uint32) (*rpc.ActorInfo,
 		if ctx.Err() != nil || attempt >= 5 {
 			return nil, nil, err
 		}
-		// The process died as we attached: wait for the next incarnation.
 		w.cfg.Logf("goray: attach to actor %s at %s: %v", ac.id, info.Address, err)
-		minInc = info.Incarnation + 1
-		time.Sleep(time.Duration(min(attempt, 10)) * 10 * time.Millisecond)
+		if p, perr := shm.ProcessOf(int(info.Pid)); perr != nil || !p.Alive() {
+			// The process died as we attached: wait for the next incarnation.
+			minInc = info.Incarnation + 1
+		}
+		time.Sleep(time.Duration(attempt+1) * 10 * time.Millisecond)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/goray/goray/internal/ids"
 	"github.com/goray/goray/internal/rpc"
+	"github.com/goray/goray/internal/shm"
 )
 
 // Refs inside values. A ref can travel inside an argument, a result or a
@@ -99,6 +100,9 @@ func (w *CoreWorker) Borrow(id ids.ObjectID, owner string) error {
 // when owner is this process, it applies the change directly.
 func (w *CoreWorker) callBorrower(ctx context.Context, owner string, id ids.ObjectID, borrower string, n int, add bool) error {
 	req := &rpc.BorrowerRequest{ObjectIds: [][]byte{id[:]}, BorrowerAddress: borrower, Count: uint32(n)}
+	if borrower == w.cfg.Address {
+		req.BorrowerPid, req.BorrowerStart = int32(w.self.PID), w.self.Start
+	}
 	if owner == w.cfg.Address {
 		w.mu.Lock()
 		w.borrowersLocked(req, add)
@@ -122,6 +126,9 @@ func (w *CoreWorker) callBorrower(ctx context.Context, owner string, id ids.Obje
 // borrowersLocked applies an AddBorrower or RemoveBorrower at the owner.
 func (w *CoreWorker) borrowersLocked(req *rpc.BorrowerRequest, add bool) {
 	n := int(max(req.Count, 1))
+	if add && req.BorrowerPid > 0 && req.BorrowerAddress != w.cfg.Address {
+		w.borrowerProcs[req.BorrowerAddress] = shm.Process{PID: int(req.BorrowerPid), Start: req.BorrowerStart}
+	}
 	for _, b := range req.ObjectIds {
 		if len(b) != ids.ObjectIDSize {
 			continue
@@ -234,4 +241,28 @@ func (w *CoreWorker) registerNested(ctx context.Context, nested []NestedRef, res
 		}
 	}
 	return nil
+}
+
+// dropDeadBorrowersLocked forgets the registrations of borrowers whose
+// process has died (kill -9 gives them no chance to unregister), freeing
+// what only they held.
+func (w *CoreWorker) dropDeadBorrowersLocked() {
+	var dead []string
+	for addr, p := range w.borrowerProcs {
+		if !p.Alive() {
+			dead = append(dead, addr)
+			delete(w.borrowerProcs, addr)
+		}
+	}
+	if len(dead) == 0 {
+		return
+	}
+	for _, o := range w.objects {
+		for _, addr := range dead {
+			if o.borrowers[addr] > 0 {
+				delete(o.borrowers, addr)
+				w.maybeFreeLocked(o)
+			}
+		}
+	}
 }

@@ -26,6 +26,8 @@ const (
 	// synchronous tasks reuses one worker, short enough that idle CPUs
 	// return soon.
 	leaseLinger = 50 * time.Millisecond
+	// borrowerCheck is how often an owner looks for dead borrowers.
+	borrowerCheck = 250 * time.Millisecond
 )
 
 // leaseConn is a worker leased by this process: the rings to it, and the
@@ -194,6 +196,7 @@ func (l *leaseConn) shutdown() {
 func (w *CoreWorker) housekeeping() {
 	t := time.NewTicker(leaseLinger / 4)
 	defer t.Stop()
+	lastBorrowerCheck := time.Now()
 	for {
 		select {
 		case <-w.stop:
@@ -201,6 +204,10 @@ func (w *CoreWorker) housekeeping() {
 		case now := <-t.C:
 			var idle []*leaseConn
 			w.mu.Lock()
+			if now.Sub(lastBorrowerCheck) >= borrowerCheck {
+				lastBorrowerCheck = now
+				w.dropDeadBorrowersLocked()
+			}
 			for _, k := range w.keys {
 				for _, l := range k.leases {
 					if len(l.inflight) == 0 && !l.returning && !l.broken && len(k.queue) == 0 &&

@@ -47,9 +47,12 @@ type CoreWorker struct {
 	tasks   map[ids.TaskID]*task
 	keys    map[string]*keyQueue
 	actors  map[ids.ActorID]*actorConn
-	putTask ids.TaskID
-	putIdx  uint32
-	closed  bool
+	// borrowerProcs are the processes of this owner's borrowers, checked
+	// now and then so that a dead borrower's registrations go.
+	borrowerProcs map[string]shm.Process
+	putTask       ids.TaskID
+	putIdx        uint32
+	closed        bool
 
 	peersMu sync.Mutex
 	peers   map[string]*peer // other core workers, by address
@@ -86,8 +89,10 @@ func New(cfg Config) (*CoreWorker, error) {
 		tasks:   map[ids.TaskID]*task{},
 		keys:    map[string]*keyQueue{},
 		actors:  map[ids.ActorID]*actorConn{},
-		peers:   map[string]*peer{},
-		stop:    make(chan struct{}),
+
+		borrowerProcs: map[string]shm.Process{},
+		peers:         map[string]*peer{},
+		stop:          make(chan struct{}),
 	}
 	w.putTask = ids.NewTaskID(ids.NilActorIDOf(cfg.JobID))
 	if !cfg.Driver {
