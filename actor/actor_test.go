@@ -339,6 +339,25 @@ func (s *Slow) Sleep(ctx context.Context, d time.Duration) (time.Time, error) {
 	return time.Now(), nil
 }
 
+// Wait waits d or until the call is cancelled, and says which.
+func (s *Slow) Wait(ctx context.Context, d time.Duration) (string, error) {
+	select {
+	case <-time.After(d):
+		return "slept", nil
+	case <-ctx.Done():
+		rc, _ := core.RuntimeContextFrom(ctx)
+		return "", fmt.Errorf("cancelled=%v: %w", rc.Cancelled, ctx.Err())
+	}
+}
+
+// Env reads an environment variable of the actor's process.
+func (s *Slow) Env(ctx context.Context, k string) (string, error) { return os.Getenv(k), nil }
+
+// Poke calls another actor through a handle it was given.
+func (s *Slow) Poke(ctx context.Context, other *actor.Handle) (int, error) {
+	return core.Get[int](ctx, other.Call("Increment"))
+}
+
 var slow = actor.Register("Slow", func(ctx context.Context) (*Slow, error) { return &Slow{}, nil })
 
 func TestMaxConcurrency(t *testing.T) {
@@ -363,4 +382,100 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// A detached, named actor outlives the handle of the driver that made it
+// and is found by name from a second runtime connected to the cluster,
+// which kills it.
+func TestDetachedFromSecondRuntime(t *testing.T) {
+	ctx := testCtx(t)
+	h, err := counter.Options(actor.Name("detached"), actor.Detached()).Remote(rt, 40)
+	require.NoError(t, err)
+	_, err = core.Get[int](ctx, h.Call("Increment"))
+	require.NoError(t, err)
+
+	rt2, err := core.Init(ctx, core.Address(rt.Address()))
+	require.NoError(t, err)
+	defer rt2.Shutdown()
+	g, err := actor.Get(rt2, "detached")
+	require.NoError(t, err)
+	v, err := core.Get[int](ctx, g.Call("Increment"))
+	require.NoError(t, err)
+	require.Equal(t, 42, v, "the same actor, with its state")
+	require.NoError(t, actor.Kill(g, true))
+	require.NoError(t, rt2.Shutdown())
+
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err = core.Get[int](ctx, h.Call("Increment"))
+		if err != nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	require.ErrorIs(t, err, core.ErrActorDied)
+	require.ErrorContains(t, err, "killed with actor.Kill")
+}
+
+func TestAddressWrongToken(t *testing.T) {
+	bad := t.TempDir() + "/token"
+	require.NoError(t, os.WriteFile(bad, []byte("0123456789abcdef0123456789abcdef"), 0o600))
+	t.Setenv("GORAY_TOKEN_FILE", bad)
+	_, err := core.Init(testCtx(t), core.Address(rt.Address()))
+	require.Error(t, err)
+	require.ErrorContains(t, err, "token")
+	t.Log(err)
+}
+
+func TestCancelActorCall(t *testing.T) {
+	ctx := testCtx(t)
+	h, err := slow.Remote(rt)
+	require.NoError(t, err)
+	defer actor.Kill(h, true)
+	ref := h.Call("Wait", time.Minute)
+	queued := h.Call("Wait", time.Minute) // behind it
+	time.Sleep(200 * time.Millisecond)
+	require.Error(t, core.Cancel(ref, true), "force would kill the actor")
+	require.NoError(t, core.Cancel(queued, false))
+	require.NoError(t, core.Cancel(ref, false))
+	_, err = core.Get[string](ctx, ref)
+	require.ErrorIs(t, err, core.ErrTaskCancelled)
+	_, err = core.Get[string](ctx, queued)
+	require.ErrorIs(t, err, core.ErrTaskCancelled)
+	v, err := core.Get[string](ctx, h.Call("Wait", time.Millisecond))
+	require.NoError(t, err)
+	require.Equal(t, "slept", v, "the actor serves the next call")
+}
+
+func TestHandlePassedToActor(t *testing.T) {
+	ctx := testCtx(t)
+	c, err := counter.Remote(rt, 7)
+	require.NoError(t, err)
+	defer actor.Kill(c, true)
+	s, err := slow.Remote(rt)
+	require.NoError(t, err)
+	defer actor.Kill(s, true)
+	v, err := core.Get[int](ctx, s.Call("Poke", c))
+	require.NoError(t, err)
+	require.Equal(t, 8, v)
+	v, err = core.Get[int](ctx, c.Call("Value"))
+	require.NoError(t, err)
+	require.Equal(t, 8, v)
+}
+
+// A GPU actor holds its GPU for life and sees it as CUDA_VISIBLE_DEVICES.
+func TestGPUActor(t *testing.T) {
+	ctx := testCtx(t)
+	before := rt.AvailableResources()["GPU"]
+	h, err := slow.Options(core.NumGPUs(1)).Remote(rt)
+	require.NoError(t, err)
+	dev, err := core.Get[string](ctx, h.Call("Env", "CUDA_VISIBLE_DEVICES"))
+	require.NoError(t, err)
+	require.Contains(t, []string{"0", "1"}, dev)
+	require.Equal(t, before-1, rt.AvailableResources()["GPU"], "held while the actor lives")
+	require.NoError(t, actor.Kill(h, true))
+	deadline := time.Now().Add(10 * time.Second)
+	for rt.AvailableResources()["GPU"] != before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.Equal(t, before, rt.AvailableResources()["GPU"], "given back after Kill")
 }

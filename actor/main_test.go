@@ -14,7 +14,7 @@ var rt *core.Runtime
 
 func TestMain(m *testing.M) {
 	var err error
-	rt, err = core.Init(context.Background(), core.NumCPUs(4))
+	rt, err = core.Init(context.Background(), core.NumCPUs(4), core.NumGPUs(2))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "core.Init:", err)
 		os.Exit(1)

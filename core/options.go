@@ -88,8 +88,12 @@ func Resources(r map[string]float64) ResourceOption {
 	return ResourceOption{c}
 }
 
-// Address connects Init to a running cluster; "" (or no Address) starts
-// an embedded local cluster inside the program.
+// Address connects Init to a running cluster (another driver's embedded
+// cluster, rt.Address(), or later `goray start`) instead of starting one;
+// "" starts an embedded cluster. The token is read from GORAY_TOKEN_FILE,
+// or from the cluster's SessionDir. The connected driver submits tasks to
+// the cluster's workers, which run the binary of the driver that started
+// the cluster: it must register the same functions and actor classes.
 func Address(addr string) Option { return initFunc(func(c *initConfig) { c.address = addr }) }
 
 // ObjectStoreMemory sets the node's object store capacity (default: 30%

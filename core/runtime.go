@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/goray/goray/internal/gcs"
 	"github.com/goray/goray/internal/ids"
@@ -32,7 +34,8 @@ import (
 // worker's own (RuntimeFrom).
 type Runtime struct {
 	w       *worker.CoreWorker
-	cluster *cluster // the embedded cluster this driver started; nil in a worker
+	cluster *cluster    // the embedded cluster this driver started; nil in a worker
+	conn    *connection // a driver connected with Address
 	once    sync.Once
 	err     error
 }
@@ -66,7 +69,7 @@ func Init(ctx context.Context, opts ...Option) (*Runtime, error) {
 		return nil, fmt.Errorf("core: Init: %w", err)
 	}
 	if cfg.address != "" {
-		return nil, fmt.Errorf("core: Init: Address(%q): %w: connecting to a cluster started with `goray start` is not built yet; leave Address out to start an embedded cluster", cfg.address, ErrBadArgument)
+		return connect(ctx, cfg)
 	}
 	return startEmbedded(ctx, cfg)
 }
@@ -101,7 +104,16 @@ func startEmbedded(ctx context.Context, cfg initConfig) (_ *Runtime, err error) 
 			c.close()
 		}
 	}()
-	if c.dir, err = os.MkdirTemp("", "goray-session-"); err != nil {
+	if c.ln, err = rpc.ListenLoopback(); err != nil {
+		return nil, fmt.Errorf("core: Init: %w", err)
+	}
+	addr := c.ln.Addr().String()
+	// The session directory is named after the port, so that a driver
+	// given only the address (Address) finds the token. A directory left
+	// by a dead cluster on the same port is stale: this one holds the port.
+	c.dir = SessionDir(addr)
+	os.RemoveAll(c.dir)
+	if err = os.Mkdir(c.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("core: Init: session directory: %w", err)
 	}
 	token := rpc.NewToken()
@@ -118,10 +130,6 @@ func startEmbedded(ctx context.Context, cfg initConfig) (_ *Runtime, err error) 
 	if err != nil {
 		return nil, fmt.Errorf("core: Init: object store: %w", err)
 	}
-	if c.ln, err = rpc.ListenLoopback(); err != nil {
-		return nil, fmt.Errorf("core: Init: %w", err)
-	}
-	addr := c.ln.Addr().String()
 	c.server = rpc.NewServer(token)
 	c.gcs = gcs.New()
 	c.gcs.Register(c.server)
@@ -172,7 +180,7 @@ func startEmbedded(ctx context.Context, cfg initConfig) (_ *Runtime, err error) 
 	w.Start()
 	rt := &Runtime{w: w, cluster: c}
 	w.Owner = rt
-	processRuntime.Store(rt)
+	processRuntime.CompareAndSwap(nil, rt)
 	return rt, nil
 }
 
@@ -215,6 +223,10 @@ func (rt *Runtime) Shutdown() error {
 		if rt.cluster != nil {
 			rt.err = errors.Join(rt.err, rt.cluster.close())
 		}
+		if rt.conn != nil {
+			rt.err = errors.Join(rt.err, rt.conn.close())
+		}
+		processRuntime.CompareAndSwap(rt, nil)
 	})
 	return rt.err
 }
@@ -284,4 +296,115 @@ func (rt *Runtime) Context() RuntimeContext { return runtimeContext(rt.w) }
 
 func runtimeContext(w *worker.CoreWorker) RuntimeContext {
 	return RuntimeContext{JobID: w.JobID().String(), NodeID: hex.EncodeToString(w.NodeID()), WorkerID: w.WorkerID()}
+}
+
+// Address is the cluster's address, for core.Address in another driver
+// (the token is in SessionDir(address), readable by this user only).
+func (rt *Runtime) Address() string {
+	switch {
+	case rt.cluster != nil:
+		return rt.cluster.ln.Addr().String()
+	case rt.conn != nil:
+		return rt.conn.cc.Target()
+	}
+	return ""
+}
+
+// SessionDir is where the cluster serving at addr keeps its token, object
+// store socket and spill files: $TMPDIR/goray-<port>.
+func SessionDir(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		port = addr
+	}
+	return filepath.Join(os.TempDir(), "goray-"+port)
+}
+
+// connection is what a driver connected with Address holds.
+type connection struct {
+	cc     *grpc.ClientConn
+	store  *objstore.Client
+	server *grpc.Server
+	ln     net.Listener
+	served chan struct{}
+}
+
+func (c *connection) close() error {
+	if c.server != nil {
+		c.server.Stop()
+		<-c.served
+	}
+	var errs []error
+	if c.store != nil {
+		errs = append(errs, c.store.Close())
+	}
+	if c.cc != nil {
+		errs = append(errs, c.cc.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// connect joins a running cluster as a driver: its own core worker, the
+// cluster's GCS, raylet and object store. The token comes from
+// GORAY_TOKEN_FILE, else from the cluster's session directory.
+func connect(ctx context.Context, cfg initConfig) (_ *Runtime, err error) {
+	tokenFile := os.Getenv(envTokenFile)
+	if tokenFile == "" {
+		tokenFile = filepath.Join(SessionDir(cfg.address), "token")
+	}
+	token, err := rpc.ReadToken(tokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("core: Init: Address(%q): %w (set %s to the cluster's token file)", cfg.address, err, envTokenFile)
+	}
+	c := &connection{served: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
+	if c.cc, err = rpc.Dial(cfg.address, token); err != nil {
+		return nil, fmt.Errorf("core: Init: Address(%q): %w", cfg.address, err)
+	}
+	gcsC := rpc.NewGcsClient(c.cc)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	nodes, err := gcsC.GetNodes(cctx, &rpc.GetNodesRequest{})
+	if status.Code(err) == codes.Unauthenticated {
+		return nil, fmt.Errorf("core: Init: Address(%q): the cluster refused the token in %s: use its own token file (in its SessionDir, or set %s)", cfg.address, tokenFile, envTokenFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("core: Init: Address(%q): the cluster does not answer: %w", cfg.address, err)
+	}
+	if len(nodes.Nodes) == 0 {
+		return nil, fmt.Errorf("core: Init: Address(%q): the cluster has no node", cfg.address)
+	}
+	node := nodes.Nodes[0]
+	if c.store, err = objstore.Dial(cctx, node.StoreSocket); err != nil {
+		return nil, fmt.Errorf("core: Init: Address(%q): object store: %w", cfg.address, err)
+	}
+	if c.ln, err = rpc.ListenLoopback(); err != nil {
+		return nil, fmt.Errorf("core: Init: %w", err)
+	}
+	addr := c.ln.Addr().String()
+	job, err := gcsC.RegisterJob(cctx, &rpc.RegisterJobRequest{DriverAddress: addr, DriverPid: int32(os.Getpid()), Namespace: cfg.namespace})
+	if err != nil {
+		return nil, fmt.Errorf("core: Init: Address(%q): register the job: %w", cfg.address, err)
+	}
+	w, err := worker.New(worker.Config{Driver: true, JobID: ids.JobID(job.JobId), NodeID: node.NodeId, WorkerID: "driver",
+		Token: token, Address: addr, Raylet: rpc.NewRayletClient(c.cc), Gcs: gcsC, Store: c.store,
+		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
+	if err != nil {
+		return nil, err
+	}
+	c.server = rpc.NewServer(token)
+	w.Register(c.server)
+	go func() {
+		defer close(c.served)
+		c.server.Serve(c.ln)
+	}()
+	w.Start()
+	rt := &Runtime{w: w, conn: c}
+	w.Owner = rt
+	processRuntime.CompareAndSwap(nil, rt)
+	return rt, nil
 }

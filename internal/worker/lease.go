@@ -260,15 +260,24 @@ func (w *CoreWorker) Cancel(id ids.ObjectID, force bool) error {
 		w.mu.Unlock()
 		return nil
 	}
+	if force && t.actor != nil {
+		w.mu.Unlock()
+		return fmt.Errorf("cancel %s: %w: force-cancelling an actor call would kill the actor; cancel without force (the call's context is cancelled), or actor.Kill", id, errs.ErrBadArgument)
+	}
 	t.cancelled, t.force = true, force
 	switch t.state {
 	case taskWaitingDeps:
 		w.failTaskLocked(t, cancelledInfo(t))
 	case taskQueued:
-		t.key.queue = deleteTask(t.key.queue, t)
+		if t.actor == nil {
+			t.key.queue = deleteTask(t.key.queue, t)
+		} // an actor's queue skips finished calls
 		w.failTaskLocked(t, cancelledInfo(t))
 	case taskRunning:
 		l := t.lease
+		if l == nil {
+			break // between an actor's processes: fails as cancelled when re-sent or lost
+		}
 		leaseID, addr := l.id, l.addr
 		w.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
