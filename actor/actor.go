@@ -282,6 +282,27 @@ func (h *Handle) CallN(method string, args ...any) []*core.ObjectRef {
 	return bridge.Refs(rt, idList).([]*core.ObjectRef)
 }
 
+func init() {
+	bridge.HandleInfo = func(x any) (ids.ActorID, *worker.Class, any, error) {
+		h := x.(*Handle)
+		rt, err := h.runtime()
+		return h.id, h.class, rt, err
+	}
+	bridge.SystemCall = func(x any, fn *worker.Function, args []any) any {
+		h := x.(*Handle)
+		rt, err := h.runtime()
+		if err != nil {
+			panic(err)
+		}
+		wargs, err := bridge.EncodeArgs(rt, fn, args)
+		if err != nil {
+			return bridge.Failed(rt, fn.Name, max(1, fn.NumReturns()), err)
+		}
+		idList := bridge.Worker(rt).SubmitActorCall(h.id, h.class.Name, fn, wargs, worker.ActorCallOptions{System: true})
+		return bridge.Refs(rt, idList)
+	}
+}
+
 // Get finds a named actor (in the default namespace, or Namespace(ns)).
 func Get(rt *core.Runtime, name string, opts ...Option) (*Handle, error) {
 	if rt == nil {

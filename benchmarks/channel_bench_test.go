@@ -73,6 +73,7 @@ func TestNames(t *testing.T) {
 		"ChannelChain/shm/2stages/64B", "ChannelChain/shm/4stages/64B",
 		"Memcpy/1MiB",
 		"Baseline/grpc_unary_roundtrip", "Baseline/hollywood_remote_roundtrip",
+		"Baseline/grpc_chain4", "Baseline/gochan_pipeline", "Baseline/gochan_pipeline4",
 		"RayMicro/tasks_sync", "RayMicro/tasks_async", "RayMicro/multi_client_tasks_async",
 		"RayMicro/put_calls", "RayMicro/get_calls", "RayMicro/put_gigabytes",
 		"RayMicro/actor_calls_sync", "RayMicro/actor_calls_async", "RayMicro/actor_calls_concurrent",

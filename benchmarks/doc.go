@@ -65,4 +65,13 @@
 //	    a Hollywood (github.com/anthdm/hollywood) remote-actor request of
 //	    64 B to a peer over loopback TCP and its reply (p50-ns, p99-ns,
 //	    msgs/s): what a Go user might pick for remote actors
+//	Baseline/grpc_chain4
+//	    a chain of 4 gRPC services, one process each, over loopback TCP:
+//	    the driver calls stage 1 with 64 B, each stage calls the next
+//	    inside its handler and returns its reply (p50-ns, p99-ns, msgs/s):
+//	    what a Go user would build instead of a compiled chain of 4 actors
+//	Baseline/{gochan_pipeline,gochan_pipeline4}
+//	    1 or 4 goroutine stages in the driver's process, joined by Go
+//	    channels; one op sends 64 B in and receives it from the last stage
+//	    (p50-ns, p99-ns, msgs/s): the in-process compiled graph's baseline
 package benchmarks

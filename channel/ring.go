@@ -419,6 +419,16 @@ func (rd *RingReader) Read(ctx context.Context) (Message, error) {
 	return Message{Kind: kind, Data: data, Seq: seq, rel: rd}, nil
 }
 
+// Ready reports whether Read would return at once: the next message is
+// written, or the channel is closed. It never blocks.
+func (rd *RingReader) Ready() bool {
+	if rd.closed || rd.eof || rd.r.isClosed() {
+		return true
+	}
+	p := unsafe.Add(rd.base, int(rd.next%rd.r.k)*rd.r.stride)
+	return atomic.LoadUint64((*uint64)(unsafe.Add(p, slSeq))) == rd.next+1
+}
+
 func (rd *RingReader) waitData(ctx context.Context, seqp *uint64) error {
 	want := rd.next + 1
 	ready := func() bool { return atomic.LoadUint64(seqp) == want }

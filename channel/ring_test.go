@@ -467,3 +467,23 @@ func mappings(t *testing.T) string {
 	require.NoError(t, err)
 	return string(b)
 }
+
+func TestRingReady(t *testing.T) {
+	forEachKind(t, func(t *testing.T, k ringKind) {
+		ctx := ctxTimeout(t, 10*time.Second)
+		r := k.make(t, 1, channel.Slots(4), channel.SlotSize(128))
+		w, err := r.Writer()
+		require.NoError(t, err)
+		rd, err := r.Reader(0)
+		require.NoError(t, err)
+		require.False(t, rd.Ready(), "nothing written")
+		require.NoError(t, w.Write(ctx, []byte("x")))
+		require.True(t, rd.Ready())
+		m, err := rd.Read(ctx)
+		require.NoError(t, err)
+		m.Release()
+		require.False(t, rd.Ready(), "the one message was read")
+		require.NoError(t, w.Close())
+		require.True(t, rd.Ready(), "closed: Read returns at once")
+	})
+}

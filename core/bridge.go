@@ -28,4 +28,5 @@ func init() {
 		return nil
 	}
 	bridge.Closed = func(rt any) bool { return rt.(*Runtime).w.Closed() }
+	bridge.FuncOf = func(f any) *worker.Function { return f.(*Func).f }
 }

@@ -26,4 +26,16 @@ var (
 	ProcessRuntime func() any
 	// Closed reports whether a *core.Runtime was shut down.
 	Closed func(rt any) bool
+	// FuncOf is a *core.Func's registered function.
+	FuncOf func(f any) *worker.Function
+
+	// Set by package actor:
+
+	// HandleInfo describes an *actor.Handle: its actor, class and the
+	// runtime it calls through.
+	HandleInfo func(h any) (id ids.ActorID, class *worker.Class, rt any, err error)
+	// SystemCall runs fn (a registered function) in the actor's process,
+	// with the instance reachable through worker.HostedActorFrom; it
+	// returns []*core.ObjectRef.
+	SystemCall func(h any, fn *worker.Function, args []any) any
 )

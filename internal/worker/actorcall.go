@@ -49,6 +49,9 @@ type ActorCallOptions struct {
 	// MaxRetries is how often a call the actor was running (or had queued)
 	// when its process died is re-sent to the restarted actor; -1: forever.
 	MaxRetries int
+	// System: method is a registered function run in the actor's process
+	// with access to the instance (HostedActorFrom), not a method of it.
+	System bool
 }
 
 // SubmitActorCall sends a call of method to the actor id (of class). Like
@@ -64,6 +67,9 @@ func (w *CoreWorker) SubmitActorCall(id ids.ActorID, class string, method *Funct
 	t.spec = &rpc.TaskSpec{TaskId: t.id[:], Function: class, Method: strings.TrimPrefix(method.Name, class+"."), ActorId: id[:],
 		NumReturns: uint32(method.NumReturns()), OwnerAddress: w.cfg.Address, Name: opts.Name,
 		Args: make([]*rpc.Arg, len(args))}
+	if opts.System {
+		t.spec.Function, t.spec.Method = method.Name, ""
+	}
 	for i, a := range args {
 		if a.Ref != nil {
 			t.spec.Args[i] = &rpc.Arg{}

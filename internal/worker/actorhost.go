@@ -315,3 +315,61 @@ func (e *executor) serveActor(ha *hostedActor, rd *channel.RingReader, wr *locke
 		}()
 	}
 }
+
+// HostedActor gives a system function run in an actor's process (package
+// dag's execution loop) the actor's methods. Invoke shares the actor's
+// concurrency slots with its ordinary calls, so a loop's calls and the
+// actor's other calls never run at once beyond MaxConcurrency.
+type HostedActor struct {
+	ha *hostedActor
+	w  *CoreWorker
+}
+
+// HostedActorFrom returns the actor of a system function's context.
+func HostedActorFrom(ctx context.Context) (*HostedActor, bool) {
+	ti, ok := FromContext(ctx)
+	if !ok || ti.Actor == nil {
+		return nil, false
+	}
+	return ti.Actor, true
+}
+
+// ID is the actor's ID.
+func (h *HostedActor) ID() ids.ActorID { return h.ha.id }
+
+// Class is the actor's class.
+func (h *HostedActor) Class() *Class { return h.ha.class }
+
+// Worker is the core worker of the actor's process.
+func (h *HostedActor) Worker() *CoreWorker { return h.w }
+
+// Invoke calls method m (of the actor's class) with args (after the
+// context). A panic becomes err with its stack; an error result is err.
+func (h *HostedActor) Invoke(ctx context.Context, m *Function, args []reflect.Value) (results []reflect.Value, err error, stack []byte, panicked bool) {
+	select {
+	case h.ha.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err(), nil, false
+	}
+	defer func() { <-h.ha.sem }()
+	in := make([]reflect.Value, 0, 2+len(args))
+	in = append(in, h.ha.inst, reflect.ValueOf(ctx))
+	in = append(in, args...)
+	outs, perr, stk := call(m.fn, in)
+	if perr != nil {
+		return nil, perr, stk, true
+	}
+	if e := outs[len(outs)-1]; !e.IsNil() {
+		return nil, e.Interface().(error), nil, false
+	}
+	return outs[:len(outs)-1], nil, nil, false
+}
+
+// ErrorInfoOf describes an error from Invoke for the wire (the same
+// description a failed task's reply carries).
+func ErrorInfoOf(fn, task string, err error, stack []byte, panicked bool) *rpc.ErrorInfo {
+	return infoFromError(fn, task, err, stack, panicked)
+}
+
+// ErrorFromInfo is the *TaskError a described failure gives.
+func ErrorFromInfo(info *rpc.ErrorInfo) error { return errorFromInfo(info) }

@@ -30,6 +30,7 @@ type TaskInfo struct {
 	Attempt int
 	GPUIDs  []int
 	Worker  *CoreWorker
+	Actor   *HostedActor // a system function run in an actor's process
 }
 
 type taskKey struct{}
@@ -243,6 +244,13 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 	} else if fn, err = Lookup(spec.Function); err != nil {
 		return fail(systemError(rpc.ErrorKind_ERROR_NOT_REGISTERED, "", "", err.Error()))
 	}
+	var hosted *HostedActor
+	if len(spec.ActorId) > 0 && spec.Method == "" { // a system function run in an actor
+		if ha == nil || string(spec.ActorId) != string(ha.id[:]) {
+			return fail(systemError(rpc.ErrorKind_ERROR_ACTOR_DIED, "", "", fmt.Sprintf("%v: this worker does not host actor %x", errs.ErrActorDied, spec.ActorId)))
+		}
+		hosted, actorID, gpus = &HostedActor{ha: ha, w: e.w}, ha.id, ha.gpus
+	}
 	given := make([]reflect.Type, len(spec.Args))
 	for i := range given {
 		given[i] = fn.ParamType(min(i, max(len(fn.In)-1, 0)))
@@ -283,7 +291,7 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 		}
 		in = append(in, v)
 	}
-	ti := &TaskInfo{TaskID: tid, ActorID: actorID, Name: name, Attempt: int(spec.Attempt), GPUIDs: gpus, Worker: e.w}
+	ti := &TaskInfo{TaskID: tid, ActorID: actorID, Name: name, Attempt: int(spec.Attempt), GPUIDs: gpus, Worker: e.w, Actor: hosted}
 	in[0] = reflect.ValueOf(context.WithValue(ctx, taskKey{}, ti))
 	if recv.IsValid() {
 		in = append([]reflect.Value{recv}, in...)
