@@ -75,3 +75,8 @@ func TestRayMicroMetrics(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkCompiledDAG: compiled graphs of actors (package dag), one
+// Execute+Get per op: single_actor, chain4, scatter_gather4, and
+// single_actor_pipelined (16 executions in flight: executions/s).
+func BenchmarkCompiledDAG(b *testing.B) { benchmarks.RunGroup(b, "CompiledDAG") }
