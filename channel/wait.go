@@ -231,8 +231,6 @@ func (r *ring) waitFor(ctx context.Context, sp *spinner, w wordID, word, sleeper
 			if r.isClosed() {
 				return ErrChannelClosed
 			}
-			// As in phase 1: let a goroutine this one readied run here.
-			runtime.Gosched()
 			r.parker.yield()
 			if i&7 == 0 {
 				if time.Since(ystart) > limit {
