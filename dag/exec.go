@@ -300,14 +300,38 @@ func (g *CompiledDAG) Execute(ctx context.Context, args ...any) (*Future, error)
 	return f, nil
 }
 
+// timeout bounds ctx by d (0: already expired; negative: unbounded)
+// without a timer: the rings check deadlines themselves, and a timer per
+// Execute and Get would cost more than the rest of the call.
 func (g *CompiledDAG) timeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	switch {
-	case d > 0:
-		return context.WithTimeout(ctx, d)
-	case d == 0:
-		return context.WithTimeout(ctx, time.Microsecond)
+	if d < 0 {
+		return ctx, func() {}
 	}
-	return context.WithCancel(ctx)
+	return deadlineCtx{Context: ctx, d: time.Now().Add(d)}, func() {}
+}
+
+// deadlineCtx is ctx with an earlier deadline and no timer: Done is the
+// parent's (cancellation), Deadline and Err include the deadline.
+type deadlineCtx struct {
+	context.Context
+	d time.Time
+}
+
+func (c deadlineCtx) Deadline() (time.Time, bool) {
+	if pd, ok := c.Context.Deadline(); ok && pd.Before(c.d) {
+		return pd, true
+	}
+	return c.d, true
+}
+
+func (c deadlineCtx) Err() error {
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	if !time.Now().Before(c.d) {
+		return context.DeadlineExceeded
+	}
+	return nil
 }
 
 // encodeInput encodes the attributes the graph reads from Execute's args.
@@ -478,7 +502,7 @@ func (g *CompiledDAG) assemble(ctx context.Context) error {
 		// Nothing ready: wait on the first pending output for a moment.
 		for i := range g.outs {
 			if g.read[i] <= g.next {
-				wctx, cancel := context.WithTimeout(ctx, 200*time.Microsecond)
+				wctx, cancel := g.timeout(ctx, 200*time.Microsecond)
 				err := g.waitReady(wctx, i)
 				cancel()
 				if err != nil && ctx.Err() != nil {
@@ -503,10 +527,8 @@ func (g *CompiledDAG) allHave() bool {
 // directly instead).
 func (g *CompiledDAG) waitReady(ctx context.Context, i int) error {
 	for !g.outs[i].Ready() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		default:
+		if err := ctx.Err(); err != nil {
+			return err
 		}
 		runtime.Gosched()
 	}

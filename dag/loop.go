@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"runtime"
 	"sync"
 	"time"
 
@@ -88,6 +87,7 @@ type resolvedOp struct {
 	name   string
 	consts []reflect.Value
 	spec   opSpec
+	in     []reflect.Value // the call's arguments: instance, context, then the method's
 }
 
 // startLoopFn runs in the actor's process: it opens the rings and starts
@@ -164,8 +164,6 @@ func startLoopFn(ctx context.Context, spec loopSpec) (bool, error) {
 	loopsMu.Unlock()
 	mctx := methodContext(ctx, lctx)
 	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
 		defer close(h.done)
 		defer closeAll()
 		l := &loop{ha: ha, ops: ops, readers: readers, writers: writers, locals: spec.Locals, graph: spec.Graph}
@@ -235,15 +233,22 @@ func (l *loop) run(ctx, mctx context.Context) {
 	msgs := make([]channel.Message, len(l.readers))
 	got := make([]bool, len(l.readers))
 	attrs := make([][][]byte, len(l.readers))
+	frameBufs := make([][][]byte, len(l.readers))
 	locals := make([]value, l.locals)
 	var enc []byte
+	mctxV := reflect.ValueOf(mctx)
+	for i := range l.ops {
+		op := &l.ops[i]
+		op.in = make([]reflect.Value, 2+len(op.spec.Args))
+		op.in[0], op.in[1] = l.ha.Instance(), mctxV
+	}
 	for {
 		clear(got)
 		clear(attrs)
 		clear(locals)
 		for i := range l.ops {
 			op := &l.ops[i]
-			args := make([]reflect.Value, len(op.spec.Args))
+			args := op.in[2:]
 			var failed *rpc.ErrorInfo
 			for j, a := range op.spec.Args {
 				if failed != nil {
@@ -280,12 +285,12 @@ func (l *loop) run(ctx, mctx context.Context) {
 					data = data[1:]
 					if argKind(a.Kind) == argInput {
 						if attrs[a.Read] == nil {
-							fr, err := splitFrames(data)
+							fr, err := splitFrames(frameBufs[a.Read][:0], data)
 							if err != nil {
 								failed = sysError(rpc.ErrorKind_ERROR_SYSTEM, err.Error())
 								break
 							}
-							attrs[a.Read] = fr
+							attrs[a.Read], frameBufs[a.Read] = fr, fr
 						}
 						if a.Attr >= len(attrs[a.Read]) {
 							failed = sysError(rpc.ErrorKind_ERROR_SYSTEM, "the input has fewer attributes than the graph uses")
@@ -307,7 +312,7 @@ func (l *loop) run(ctx, mctx context.Context) {
 			}
 			var results []reflect.Value
 			if failed == nil {
-				res, err, stack, panicked := l.ha.Invoke(mctx, op.fn, args)
+				res, err, stack, panicked := l.ha.InvokeIn(mctx, op.fn, op.in)
 				if err != nil {
 					if ctx.Err() != nil {
 						l.release(msgs, got)
@@ -430,13 +435,12 @@ func appendFrames(dst []byte, frames []codec.Encoded) []byte {
 	return dst
 }
 
-func splitFrames(b []byte) ([][]byte, error) {
+func splitFrames(out [][]byte, b []byte) ([][]byte, error) {
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n > uint64(len(b)) {
 		return nil, errors.New("a malformed graph input (attribute count)")
 	}
 	b = b[k:]
-	out := make([][]byte, 0, n)
 	for range n {
 		l, k := binary.Uvarint(b)
 		if k <= 0 || l > uint64(len(b)-k) {

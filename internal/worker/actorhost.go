@@ -346,15 +346,24 @@ func (h *HostedActor) Worker() *CoreWorker { return h.w }
 // Invoke calls method m (of the actor's class) with args (after the
 // context). A panic becomes err with its stack; an error result is err.
 func (h *HostedActor) Invoke(ctx context.Context, m *Function, args []reflect.Value) (results []reflect.Value, err error, stack []byte, panicked bool) {
+	in := make([]reflect.Value, 0, 2+len(args))
+	in = append(in, h.ha.inst, reflect.ValueOf(ctx))
+	in = append(in, args...)
+	return h.InvokeIn(ctx, m, in)
+}
+
+// Instance is the actor's instance, as InvokeIn's first argument.
+func (h *HostedActor) Instance() reflect.Value { return h.ha.inst }
+
+// InvokeIn is Invoke with the whole argument list given: the instance,
+// the context, then the method's arguments (a loop reuses one list).
+func (h *HostedActor) InvokeIn(ctx context.Context, m *Function, in []reflect.Value) (results []reflect.Value, err error, stack []byte, panicked bool) {
 	select {
 	case h.ha.sem <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err(), nil, false
 	}
 	defer func() { <-h.ha.sem }()
-	in := make([]reflect.Value, 0, 2+len(args))
-	in = append(in, h.ha.inst, reflect.ValueOf(ctx))
-	in = append(in, args...)
 	outs, perr, stk := call(m.fn, in)
 	if perr != nil {
 		return nil, perr, stk, true
