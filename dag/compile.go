@@ -24,6 +24,7 @@ type config struct {
 	submitTimeout time.Duration
 	getTimeout    time.Duration
 	maxBuffered   int
+	profile       bool
 	errs          []error
 }
 

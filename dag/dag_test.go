@@ -471,3 +471,49 @@ func TestVisualize(t *testing.T) {
 }
 
 var _ = errors.New
+
+func TestProfilingEvents(t *testing.T) {
+	hs := newStages(t, 1, 2)
+	in := dag.Input()
+	g := compile(t, dag.Bind(hs[1], "Add", dag.Bind(hs[0], "Add", in)), dag.Profiling())
+	for i := range 3 {
+		require.Equal(t, i+3, run[int](t, g, i))
+	}
+	ev, err := g.Events(testCtx(t))
+	require.NoError(t, err)
+	require.Len(t, ev, 3*2*3, "3 executions × 2 calls × READ, COMPUTE, WRITE")
+	seen := map[string]int{}
+	for _, e := range ev {
+		require.False(t, e.End.Before(e.Start))
+		require.Equal(t, "dag.Stage.Add", e.Method)
+		seen[e.Op]++
+	}
+	require.Equal(t, map[string]int{"READ": 6, "COMPUTE": 6, "WRITE": 6}, seen)
+	again, err := g.Events(testCtx(t))
+	require.NoError(t, err)
+	require.Empty(t, again, "taken")
+
+	require.NoError(t, g.Teardown())
+	in2 := dag.Input()
+	g2 := compile(t, dag.Bind(hs[0], "Add", in2))
+	run[int](t, g2, 1)
+	none, err := g2.Events(testCtx(t))
+	require.NoError(t, err)
+	require.Empty(t, none, "off by default")
+}
+
+// A value larger than a channel slot still travels (through a segment of
+// its own), and comes back intact.
+func TestLargerThanSlot(t *testing.T) {
+	hs := newStages(t, 0)
+	in := dag.Input()
+	g := compile(t, dag.Bind(hs[0], "Bytes", in), dag.BufferSize(1024))
+	big := make([]byte, 300<<10)
+	for i := range big {
+		big[i] = byte(i)
+	}
+	for range 3 {
+		got := run[[]byte](t, g, big)
+		require.Equal(t, append([]byte("<"), big...), got)
+	}
+}

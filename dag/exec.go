@@ -170,7 +170,7 @@ func (g *CompiledDAG) setup(ctx context.Context) error {
 
 func (g *CompiledDAG) loopSpec(ai int) (loopSpec, error) {
 	a := g.p.actors[ai]
-	spec := loopSpec{Graph: g.id, Locals: a.ops[0].locals}
+	spec := loopSpec{Graph: g.id, Locals: a.ops[0].locals, Profile: g.cfg.profile}
 	readIdx := map[int]int{}
 	writeIdx := map[int]int{}
 	read := func(r int) int {

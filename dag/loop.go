@@ -38,11 +38,12 @@ const (
 
 // loopSpec is an actor's part of a compiled graph, as sent to it.
 type loopSpec struct {
-	Graph  string
-	Reads  []ringRef // rings the actor reads
-	Writes []string  // rings the actor writes
-	Ops    []opSpec
-	Locals int
+	Graph   string
+	Profile bool      // record READ/COMPUTE/WRITE events
+	Reads   []ringRef // rings the actor reads
+	Writes  []string  // rings the actor writes
+	Ops     []opSpec
+	Locals  int
 }
 
 type ringRef struct {
@@ -72,6 +73,7 @@ type outSpec struct {
 var (
 	startLoop = core.Register("goray.dag.start", startLoopFn)
 	stopLoop  = core.Register("goray.dag.stop", stopLoopFn)
+	events    = core.Register("goray.dag.events", eventsFn)
 
 	loopsMu sync.Mutex
 	loops   = map[string]*loopHandle{} // graph ID → the loop this process runs for it
@@ -80,6 +82,7 @@ var (
 type loopHandle struct {
 	cancel context.CancelFunc
 	done   chan struct{}
+	prof   *profile
 }
 
 type resolvedOp struct {
@@ -153,6 +156,9 @@ func startLoopFn(ctx context.Context, spec loopSpec) (bool, error) {
 	lctx, cancel := context.WithCancel(context.Background())
 	lctx = context.WithValue(lctx, loopCtxKey{}, ctx) // the actor's task context: RuntimeFrom works in methods
 	h := &loopHandle{cancel: cancel, done: make(chan struct{})}
+	if spec.Profile {
+		h.prof = &profile{actor: ha.Class().Name + "(" + ha.ID().String()[:8] + ")"}
+	}
 	loopsMu.Lock()
 	if _, dup := loops[spec.Graph]; dup {
 		loopsMu.Unlock()
@@ -166,7 +172,7 @@ func startLoopFn(ctx context.Context, spec loopSpec) (bool, error) {
 	go func() {
 		defer close(h.done)
 		defer closeAll()
-		l := &loop{ha: ha, ops: ops, readers: readers, writers: writers, locals: spec.Locals, graph: spec.Graph}
+		l := &loop{ha: ha, ops: ops, readers: readers, writers: writers, locals: spec.Locals, graph: spec.Graph, prof: h.prof}
 		l.run(lctx, mctx)
 	}()
 	return true, nil
@@ -190,6 +196,18 @@ func (m mergedCtx) Value(k any) any {
 		return v
 	}
 	return m.values.Value(k)
+}
+
+// eventsFn returns the profiling events the graph's loop in this actor
+// recorded (and forgets them).
+func eventsFn(ctx context.Context, graph string) ([]Event, error) {
+	loopsMu.Lock()
+	h := loops[graph]
+	loopsMu.Unlock()
+	if h == nil || h.prof == nil {
+		return nil, nil
+	}
+	return h.prof.take(), nil
 }
 
 // stopLoopFn waits for the graph's loop in this actor to end (its rings
@@ -222,6 +240,7 @@ type loop struct {
 	writers []*channel.RingWriter
 	locals  int
 	graph   string
+	prof    *profile // nil unless the graph was compiled with Profiling
 }
 
 type value struct {
@@ -242,7 +261,8 @@ func (l *loop) run(ctx, mctx context.Context) {
 		op.in = make([]reflect.Value, 2+len(op.spec.Args))
 		op.in[0], op.in[1] = l.ha.Instance(), mctxV
 	}
-	for {
+	var t0 time.Time
+	for exec := uint64(0); ; exec++ {
 		clear(got)
 		clear(attrs)
 		clear(locals)
@@ -250,6 +270,9 @@ func (l *loop) run(ctx, mctx context.Context) {
 			op := &l.ops[i]
 			args := op.in[2:]
 			var failed *rpc.ErrorInfo
+			if l.prof != nil {
+				t0 = time.Now()
+			}
 			for j, a := range op.spec.Args {
 				if failed != nil {
 					break
@@ -311,6 +334,9 @@ func (l *loop) run(ctx, mctx context.Context) {
 				}
 			}
 			var results []reflect.Value
+			if l.prof != nil {
+				t0 = l.prof.add(exec, op.name, "READ", t0)
+			}
 			if failed == nil {
 				res, err, stack, panicked := l.ha.InvokeIn(mctx, op.fn, op.in)
 				if err != nil {
@@ -321,6 +347,9 @@ func (l *loop) run(ctx, mctx context.Context) {
 					failed = worker.ErrorInfoOf(op.name, op.name, err, stack, panicked)
 				}
 				results = res
+			}
+			if l.prof != nil {
+				t0 = l.prof.add(exec, op.name, "COMPUTE", t0)
 			}
 			for k, out := range op.spec.Outs {
 				var rv reflect.Value
@@ -351,6 +380,9 @@ func (l *loop) run(ctx, mctx context.Context) {
 					l.fail(ctx, err)
 					return
 				}
+			}
+			if l.prof != nil {
+				l.prof.add(exec, op.name, "WRITE", t0)
 			}
 		}
 		l.release(msgs, got)
