@@ -421,3 +421,18 @@ func TestWorkerPool(t *testing.T) {
 		return nil
 	})
 }
+
+var binaryError = core.Register("binaryError", func(context.Context) (int, error) {
+	return 0, errors.New("bad bytes: \xff\xfe")
+})
+
+// An error text that is not UTF-8 still travels (protobuf strings must be
+// UTF-8), and the worker keeps serving.
+func TestNonUTF8Error(t *testing.T) {
+	ctx := context.Background()
+	_, err := core.Get[int](ctx, binaryError.Remote(rt))
+	require.ErrorContains(t, err, "bad bytes")
+	v, err := core.Get[int](ctx, add.Remote(rt, 1, 2))
+	require.NoError(t, err)
+	require.Equal(t, 3, v)
+}

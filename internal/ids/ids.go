@@ -12,7 +12,8 @@
 // lowercase hex. The zero value of each is its Nil.
 //
 // Package ids is not an allocator of globally unique numbers: unique parts
-// are random (crypto/rand), which is what Ray does too.
+// are random (crypto/rand), which is what Ray does too (task IDs: a random
+// per-process base plus a counter).
 package ids
 
 import (
@@ -20,6 +21,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"sync/atomic"
 )
 
 // Sizes in bytes.
@@ -67,14 +69,25 @@ func NilActorIDOf(job JobID) ActorID {
 	return a
 }
 
-// NewTaskID makes a random TaskID of actor (NilActorIDOf(job) for a normal
-// task).
+// NewTaskID makes a TaskID of actor (NilActorIDOf(job) for a normal
+// task). Its unique part is a per-process random base plus a counter:
+// unique within the process, and across processes as random IDs are, but
+// without a call into the random source per task.
 func NewTaskID(actor ActorID) TaskID {
 	var t TaskID
-	rand.Read(t[:taskUnique])
+	binary.LittleEndian.PutUint64(t[:taskUnique], taskBase+taskSeq.Add(1))
 	copy(t[taskUnique:], actor[:])
 	return t
 }
+
+var (
+	taskBase = func() uint64 {
+		var b [8]byte
+		rand.Read(b[:])
+		return binary.LittleEndian.Uint64(b[:])
+	}()
+	taskSeq atomic.Uint64
+)
 
 // NewObjectID makes the ID of the index-th object of task.
 func NewObjectID(task TaskID, index uint32) ObjectID {

@@ -246,10 +246,10 @@ type lockedWriter struct {
 	w  *channel.RingWriter
 }
 
-func (l *lockedWriter) Write(ctx context.Context, p []byte) error {
+func (l *lockedWriter) WriteProto(ctx context.Context, m proto.Message) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(ctx, p)
+	return writeProto(ctx, l.w, m)
 }
 
 // serveActor runs one caller's calls: one at a time, in order, sharing the
@@ -294,11 +294,7 @@ func (e *executor) serveActor(ha *hostedActor, rd *channel.RingReader, wr *locke
 			if out == nil {
 				return true
 			}
-			b, err := proto.Marshal(&rpc.RingReply{Kind: &rpc.RingReply_Reply{Reply: out}})
-			if err == nil {
-				err = wr.Write(ctx, b)
-			}
-			return err == nil
+			return wr.WriteProto(ctx, &rpc.RingReply{Kind: &rpc.RingReply_Reply{Reply: out}}) == nil
 		}
 		if !concurrent {
 			if !do() {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 
 	"github.com/goray/goray/internal/errs"
 	"github.com/goray/goray/internal/rpc"
@@ -72,13 +73,15 @@ func errorFromInfo(info *rpc.ErrorInfo) error {
 
 // infoFromError describes a failure for the wire.
 func infoFromError(fn, task string, err error, stack []byte, panicked bool) *rpc.ErrorInfo {
-	info := &rpc.ErrorInfo{Kind: rpc.ErrorKind_ERROR_APPLICATION, Message: err.Error(), Function: fn, Task: task,
+	// Protobuf strings must be UTF-8: an error text with other bytes would
+	// make the whole reply unencodable.
+	info := &rpc.ErrorInfo{Kind: rpc.ErrorKind_ERROR_APPLICATION, Message: strings.ToValidUTF8(err.Error(), "\uFFFD"), Function: fn, Task: task,
 		Type: fmt.Sprintf("%T", err), Panicked: panicked, Sentinels: matchSentinels(err)}
 	var te *TaskError
 	if errors.As(err, &te) && te.Stack != "" {
 		info.Stack = te.Stack // a nested task's failure keeps the deepest stack
 	} else if stack != nil {
-		info.Stack = string(stack)
+		info.Stack = strings.ToValidUTF8(string(stack), "\uFFFD")
 	}
 	switch {
 	case errors.Is(err, errs.ErrTaskCancelled):

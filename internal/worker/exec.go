@@ -61,7 +61,33 @@ type executor struct {
 // ringWriter is where replies go: a lease's ring, or an actor caller's
 // shared by the calls running at once.
 type ringWriter interface {
-	Write(ctx context.Context, p []byte) error
+	WriteProto(ctx context.Context, m proto.Message) error
+}
+
+// ringOut is a ring writer used by one goroutine.
+type ringOut struct{ w *channel.RingWriter }
+
+func (r ringOut) WriteProto(ctx context.Context, m proto.Message) error {
+	return writeProto(ctx, r.w, m)
+}
+
+// writeProto encodes m straight into the ring's next slot: no buffer, no
+// copy.
+func writeProto(ctx context.Context, w *channel.RingWriter, m proto.Message) error {
+	n := proto.Size(m)
+	buf, err := w.Reserve(ctx, n)
+	if err != nil {
+		return err
+	}
+	out, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(buf[:0], m)
+	if err == nil && len(out) != n {
+		err = fmt.Errorf("encoded %d bytes, sized %d", len(out), n)
+	}
+	if err != nil {
+		w.Commit(channel.KindError) // the slot must go; the reader sees a broken stream
+		return fmt.Errorf("encode a ring message: %w", err)
+	}
+	return w.Commit(channel.KindData)
 }
 
 func newExecutor(w *CoreWorker) *executor {
@@ -170,15 +196,11 @@ func (e *executor) serve(rd *channel.RingReader, wr *channel.RingWriter) {
 		if spec == nil {
 			continue
 		}
-		out := e.run(ctx, spec, wr)
+		out := e.run(ctx, spec, ringOut{wr})
 		if out == nil {
 			continue
 		}
-		b, err := proto.Marshal(&rpc.RingReply{Kind: &rpc.RingReply_Reply{Reply: out}})
-		if err == nil {
-			err = wr.Write(ctx, b)
-		}
-		if err != nil {
+		if err := writeProto(ctx, wr, &rpc.RingReply{Kind: &rpc.RingReply_Reply{Reply: out}}); err != nil {
 			return
 		}
 		req.Reset()
@@ -396,10 +418,7 @@ func (e *executor) generate(ctx context.Context, fn *Function, name, owner strin
 			failed = info
 			return stop
 		}
-		b, err := proto.Marshal(&rpc.RingReply{Kind: &rpc.RingReply_Item{Item: &rpc.GeneratorItem{TaskId: tid[:], Index: uint32(n), Object: ret}}})
-		if err == nil {
-			err = wr.Write(ctx, b)
-		}
+		err := wr.WriteProto(ctx, &rpc.RingReply{Kind: &rpc.RingReply_Item{Item: &rpc.GeneratorItem{TaskId: tid[:], Index: uint32(n), Object: ret}}})
 		if err != nil {
 			failed = systemError(rpc.ErrorKind_ERROR_SYSTEM, "", "", fmt.Sprintf("send item %d: %v", n, err))
 			return stop
