@@ -68,3 +68,7 @@ func (l localGcs) KillActor(ctx context.Context, in *rpc.KillActorRequest, _ ...
 func (l localGcs) ListActors(ctx context.Context, in *rpc.ListActorsRequest, _ ...grpc.CallOption) (*rpc.ListActorsReply, error) {
 	return l.g.ListActors(ctx, in)
 }
+
+func (l localGcs) ListJobs(ctx context.Context, in *rpc.ListJobsRequest, _ ...grpc.CallOption) (*rpc.ListJobsReply, error) {
+	return l.g.ListJobs(ctx, in)
+}

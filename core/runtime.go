@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,13 +44,18 @@ type Runtime struct {
 // cluster is an embedded local cluster: GCS, raylet and object store as
 // goroutines of the driver, and its worker processes.
 type cluster struct {
-	dir    string // session directory: token, store socket, spill files
-	store  *objstore.Store
-	server *grpc.Server
-	ln     net.Listener
-	gcs    *gcs.Server
-	raylet *raylet.Raylet
-	served chan struct{}
+	addr    string
+	token   string
+	job     []byte // the embedded driver's job (nil for a head alone)
+	nodeID  []byte
+	dir     string // session directory: token, store socket, spill files
+	store   *objstore.Store
+	server  *grpc.Server
+	ln      net.Listener
+	gcs     *gcs.Server
+	raylet  *raylet.Raylet
+	served  chan struct{}
+	serving bool
 }
 
 // Init starts goray. In the driver (the user's program) it starts an
@@ -88,6 +94,36 @@ const (
 )
 
 func startEmbedded(ctx context.Context, cfg initConfig) (_ *Runtime, err error) {
+	c, err := newCluster(ctx, cfg, 0, true)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
+	w, err := worker.New(worker.Config{Driver: true, JobID: ids.JobID(c.job), NodeID: c.nodeID, WorkerID: "driver",
+		Token: c.token, Address: c.addr, Raylet: localRaylet{c.raylet}, Gcs: localGcs{c.gcs}, Store: c.store,
+		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
+	if err != nil {
+		return nil, err
+	}
+	w.Register(c.server)
+	c.gcs.EnableActors(gcs.ActorConfig{Raylet: localRaylet{c.raylet}, Worker: w.Peer,
+		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
+	c.serve()
+	w.Start()
+	rt := &Runtime{w: w, cluster: c}
+	w.Owner = rt
+	processRuntime.CompareAndSwap(nil, rt)
+	return rt, nil
+}
+
+// newCluster starts a node's services (GCS, raylet, object store) on one
+// loopback gRPC server; port 0 picks a free port. With driver, this
+// process's job is registered first, and the raylet prestarts its workers.
+func newCluster(ctx context.Context, cfg initConfig, port int, driver bool) (_ *cluster, err error) {
 	shm.CleanupStale()
 	res := map[string]float64{"CPU": float64(numCPU())}
 	maps.Copy(res, cfg.resources)
@@ -104,20 +140,20 @@ func startEmbedded(ctx context.Context, cfg initConfig) (_ *Runtime, err error) 
 			c.close()
 		}
 	}()
-	if c.ln, err = rpc.ListenLoopback(); err != nil {
-		return nil, fmt.Errorf("core: Init: %w", err)
+	if c.ln, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err != nil {
+		return nil, fmt.Errorf("core: listen on 127.0.0.1:%d: %w (is another cluster running there? `goray stop`, or pick another port)", port, err)
 	}
-	addr := c.ln.Addr().String()
+	c.addr = c.ln.Addr().String()
 	// The session directory is named after the port, so that a driver
 	// given only the address (Address) finds the token. A directory left
 	// by a dead cluster on the same port is stale: this one holds the port.
-	c.dir = SessionDir(addr)
+	c.dir = SessionDir(c.addr)
 	os.RemoveAll(c.dir)
 	if err = os.Mkdir(c.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("core: Init: session directory: %w", err)
 	}
-	token := rpc.NewToken()
-	tokenFile, err := rpc.WriteToken(c.dir, token)
+	c.token = rpc.NewToken()
+	tokenFile, err := rpc.WriteToken(c.dir, c.token)
 	if err != nil {
 		return nil, fmt.Errorf("core: Init: %w", err)
 	}
@@ -130,58 +166,52 @@ func startEmbedded(ctx context.Context, cfg initConfig) (_ *Runtime, err error) 
 	if err != nil {
 		return nil, fmt.Errorf("core: Init: object store: %w", err)
 	}
-	c.server = rpc.NewServer(token)
+	c.server = rpc.NewServer(c.token)
 	c.gcs = gcs.New()
 	c.gcs.Register(c.server)
-	job, err := c.gcs.RegisterJob(ctx, &rpc.RegisterJobRequest{DriverAddress: addr, DriverPid: int32(os.Getpid()), Namespace: cfg.namespace})
-	if err != nil {
-		return nil, err
+	if driver {
+		argv, env, err := jobCommand()
+		if err != nil {
+			return nil, err
+		}
+		job, err := c.gcs.RegisterJob(ctx, &rpc.RegisterJobRequest{DriverAddress: c.addr, DriverPid: int32(os.Getpid()), Namespace: cfg.namespace,
+			WorkerArgv: argv, WorkerEnv: env})
+		if err != nil {
+			return nil, err
+		}
+		c.job = job.JobId
 	}
-	nodeID := newNodeID()
-	self := shm.Self()
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("core: Init: find this program's binary to start workers: %w", err)
-	}
-	env := append(os.Environ(),
-		envWorker+"=1", envAddress+"="+addr, envTokenFile+"="+tokenFile, envNodeID+"="+hex.EncodeToString(nodeID),
-		envJobID+"="+hex.EncodeToString(job.JobId), envStore+"="+storeSock,
-		envParentPID+"="+strconv.Itoa(self.PID), envParentTime+"="+strconv.FormatUint(self.Start, 10))
+	c.nodeID = newNodeID()
 	c.raylet, err = raylet.New(raylet.Config{
-		NodeID: nodeID, JobID: job.JobId, Resources: capacity, StoreSocket: storeSock, Prestart: cfg.prestart, IdleTimeout: cfg.idleTimeout,
-		WorkerCommand: func(id string) (*exec.Cmd, error) {
-			cmd := exec.Command(exe, os.Args[1:]...)
-			cmd.Env = append(env[:len(env):len(env)], envWorkerID+"="+id)
-			return cmd, nil
+		NodeID: c.nodeID, JobID: c.job, Resources: capacity, StoreSocket: storeSock, Prestart: cfg.prestart, IdleTimeout: cfg.idleTimeout,
+		WorkerCommand: workerCommand(c.gcs, c.addr, tokenFile, c.nodeID, storeSock),
+		Logf:          func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
+		LeaseLost:     c.gcs.LeaseLost,
+		StoreStats: func() (capacity, used, objects, spilled int64) {
+			st, err := c.store.Stats()
+			if err != nil {
+				return 0, 0, 0, 0
+			}
+			return st.Capacity, st.Used, int64(st.Objects), st.Spilled
 		},
-		Logf:      func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) },
-		LeaseLost: c.gcs.LeaseLost,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("core: Init: %w", err)
 	}
 	c.raylet.Register(c.server)
-	if _, err := c.gcs.RegisterNode(ctx, &rpc.NodeInfo{NodeId: nodeID, RayletAddress: addr, Resources: res, StoreSocket: storeSock}); err != nil {
+	if _, err := c.gcs.RegisterNode(ctx, &rpc.NodeInfo{NodeId: c.nodeID, RayletAddress: c.addr, Resources: res, StoreSocket: storeSock}); err != nil {
 		return nil, err
 	}
-	w, err := worker.New(worker.Config{Driver: true, JobID: ids.JobID(job.JobId), NodeID: nodeID, WorkerID: "driver",
-		Token: token, Address: addr, Raylet: localRaylet{c.raylet}, Gcs: localGcs{c.gcs}, Store: c.store,
-		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
-	if err != nil {
-		return nil, err
-	}
-	w.Register(c.server)
-	c.gcs.EnableActors(gcs.ActorConfig{Raylet: localRaylet{c.raylet}, Worker: w.Peer,
-		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
+	return c, nil
+}
+
+// serve starts answering gRPC calls.
+func (c *cluster) serve() {
+	c.serving = true
 	go func() {
 		defer close(c.served)
 		c.server.Serve(c.ln)
 	}()
-	w.Start()
-	rt := &Runtime{w: w, cluster: c}
-	w.Owner = rt
-	processRuntime.CompareAndSwap(nil, rt)
-	return rt, nil
 }
 
 func newNodeID() []byte {
@@ -202,9 +232,11 @@ func (c *cluster) close() error {
 	}
 	if c.server != nil {
 		c.server.Stop()
-		if c.ln != nil {
-			<-c.served
-		}
+	}
+	if c.serving {
+		<-c.served
+	} else if c.ln != nil {
+		c.ln.Close()
 	}
 	if c.store != nil {
 		errs = append(errs, c.store.Close())
@@ -386,7 +418,12 @@ func connect(ctx context.Context, cfg initConfig) (_ *Runtime, err error) {
 		return nil, fmt.Errorf("core: Init: %w", err)
 	}
 	addr := c.ln.Addr().String()
-	job, err := gcsC.RegisterJob(cctx, &rpc.RegisterJobRequest{DriverAddress: addr, DriverPid: int32(os.Getpid()), Namespace: cfg.namespace})
+	argv, env, err := jobCommand()
+	if err != nil {
+		return nil, err
+	}
+	job, err := gcsC.RegisterJob(cctx, &rpc.RegisterJobRequest{DriverAddress: addr, DriverPid: int32(os.Getpid()), Namespace: cfg.namespace,
+		WorkerArgv: argv, WorkerEnv: env})
 	if err != nil {
 		return nil, fmt.Errorf("core: Init: Address(%q): register the job: %w", cfg.address, err)
 	}
@@ -407,4 +444,37 @@ func connect(ctx context.Context, cfg initConfig) (_ *Runtime, err error) {
 	w.Owner = rt
 	processRuntime.CompareAndSwap(nil, rt)
 	return rt, nil
+}
+
+// jobCommand is how this driver's workers start: its own binary and
+// arguments, and its environment without goray's variables.
+func jobCommand() (argv, env []string, err error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, fmt.Errorf("core: Init: find this program's binary to start workers: %w", err)
+	}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GORAY_") {
+			env = append(env, kv)
+		}
+	}
+	return append([]string{exe}, os.Args[1:]...), env, nil
+}
+
+// workerCommand starts a worker of a job: the job's binary (as its driver
+// registered it) with goray's worker environment.
+func workerCommand(g *gcs.Server, addr, tokenFile string, nodeID []byte, storeSock string) func(id string, job []byte) (*exec.Cmd, error) {
+	self := shm.Self()
+	base := []string{envWorker + "=1", envAddress + "=" + addr, envTokenFile + "=" + tokenFile,
+		envNodeID + "=" + hex.EncodeToString(nodeID), envStore + "=" + storeSock,
+		envParentPID + "=" + strconv.Itoa(self.PID), envParentTime + "=" + strconv.FormatUint(self.Start, 10)}
+	return func(id string, job []byte) (*exec.Cmd, error) {
+		argv, env, ok := g.JobCommand(job)
+		if !ok {
+			return nil, fmt.Errorf("job %x registered no worker command", job)
+		}
+		cmd := exec.Command(argv[0], argv[1:]...)
+		cmd.Env = append(append(env[:len(env):len(env)], base...), envJobID+"="+hex.EncodeToString(job), envWorkerID+"="+id)
+		return cmd, nil
+	}
 }

@@ -1,7 +1,7 @@
-// Command goray is goray's command-line tool. Today it runs the
-// microbenchmarks (`goray microbenchmark`) and prints its version; the
-// cluster commands of DESIGN.md §2 (start, stop, status, list, timeline)
-// join it later.
+// Command goray is goray's command-line tool: it starts and stops a head
+// node (`goray start --head`, `goray stop`), shows a running cluster
+// (`goray status`, `goray list nodes|jobs|actors`), runs the
+// microbenchmarks (`goray microbenchmark`) and prints its version.
 //
 // The binary also serves as its own peer and its own goray worker: a
 // benchmark whose other end is a process re-executes this binary in a role
@@ -49,6 +49,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
-	root.AddCommand(newMicrobenchmarkCmd(), newVersionCmd())
+	root.AddCommand(newMicrobenchmarkCmd(), newVersionCmd(), newStartCmd(), newStopCmd(), newStatusCmd(), newListCmd())
 	return root
 }

@@ -158,7 +158,7 @@ func (g *Server) scheduleLocked(e *actorEntry) {
 	g.goActors(func(ctx context.Context) {
 		leaseID := make([]byte, 16)
 		rand.Read(leaseID)
-		req := &rpc.LeaseRequest{LeaseId: leaseID, Resources: spec.Resources, Dedicated: true}
+		req := &rpc.LeaseRequest{LeaseId: leaseID, Resources: spec.Resources, Dedicated: true, JobId: spec.JobId}
 		if !spec.Detached {
 			// The actor shares its owner's fate: the raylet ends the
 			// lease (and kills the worker) when the owner process dies.

@@ -7,6 +7,7 @@ package gcs
 import (
 	"context"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/goray/goray/internal/ids"
 	"github.com/goray/goray/internal/rpc"
+	"github.com/goray/goray/internal/shm"
 )
 
 // Server is the GCS.
@@ -25,11 +27,15 @@ type Server struct {
 	nodes   map[string]*rpc.NodeInfo
 	order   []string
 	nextJob uint32
-	actors  *actors // nil until EnableActors
+	jobs    []*rpc.JobInfo
+	jobEnv  map[string][]string // job ID → its workers' environment
+	actors  *actors             // nil until EnableActors
 }
 
 // New returns an empty GCS.
-func New() *Server { return &Server{nodes: map[string]*rpc.NodeInfo{}, nextJob: 1} }
+func New() *Server {
+	return &Server{nodes: map[string]*rpc.NodeInfo{}, nextJob: 1, jobEnv: map[string][]string{}}
+}
 
 // Register adds the GCS service to s.
 func (g *Server) Register(s *grpc.Server) { rpc.RegisterGcsServer(s, g) }
@@ -61,11 +67,42 @@ func (g *Server) GetNodes(context.Context, *rpc.GetNodesRequest) (*rpc.GetNodesR
 	return out, nil
 }
 
-// RegisterJob hands out the next job ID.
-func (g *Server) RegisterJob(context.Context, *rpc.RegisterJobRequest) (*rpc.RegisterJobReply, error) {
+// RegisterJob hands out the next job ID and records how to start the
+// job's workers.
+func (g *Server) RegisterJob(_ context.Context, req *rpc.RegisterJobRequest) (*rpc.RegisterJobReply, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	j := ids.JobIDFromInt(g.nextJob)
 	g.nextJob++
+	g.jobs = append(g.jobs, &rpc.JobInfo{JobId: j[:], DriverAddress: req.DriverAddress, DriverPid: req.DriverPid,
+		Namespace: req.Namespace, WorkerArgv: req.WorkerArgv, StartTimeUnixMs: time.Now().UnixMilli()})
+	g.jobEnv[string(j[:])] = req.WorkerEnv
 	return &rpc.RegisterJobReply{JobId: j[:]}, nil
+}
+
+// JobCommand is how to start a worker of job: argv and environment, as its
+// driver registered them.
+func (g *Server) JobCommand(job []byte) (argv, env []string, ok bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, j := range g.jobs {
+		if string(j.JobId) == string(job) {
+			return j.WorkerArgv, g.jobEnv[string(job)], len(j.WorkerArgv) > 0
+		}
+	}
+	return nil, nil, false
+}
+
+// ListJobs lists the jobs, with whether each driver still runs.
+func (g *Server) ListJobs(context.Context, *rpc.ListJobsRequest) (*rpc.ListJobsReply, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := &rpc.ListJobsReply{}
+	for _, j := range g.jobs {
+		c := proto.Clone(j).(*rpc.JobInfo)
+		p, err := shm.ProcessOf(int(j.DriverPid))
+		c.Alive = err == nil && p.Alive()
+		out.Jobs = append(out.Jobs, c)
+	}
+	return out, nil
 }

@@ -31,9 +31,10 @@ type Config struct {
 	Resources   Resources // the node's capacity
 	StoreSocket string
 	// WorkerCommand returns the command that starts a worker process with
-	// the given ID (the job's binary, re-executed with the worker marker).
-	// The raylet sets its output, starts and reaps it.
-	WorkerCommand func(workerID string) (*exec.Cmd, error)
+	// the given ID for a job (the job's binary, re-executed with the
+	// worker marker). The raylet sets its output, starts and reaps it.
+	// Workers serve one job: each job's tasks run in its own binary.
+	WorkerCommand func(workerID string, job []byte) (*exec.Cmd, error)
 	// Prestart is how many workers to start at once and keep when idle.
 	Prestart int
 	// IdleTimeout is how long a worker beyond Prestart may stay idle
@@ -49,6 +50,8 @@ type Config struct {
 	// a lease died while leased, and how ("exit code 2", "killed by
 	// signal 9 (SIGKILL)…"). The GCS uses it to restart actors.
 	LeaseLost func(leaseID string, pid int, how string)
+	// StoreStats, if set, reports the node's object store for GetResources.
+	StoreStats func() (capacity, used, objects, spilled int64)
 }
 
 func (c *Config) validate() error {
@@ -95,6 +98,7 @@ type workerProc struct {
 	lease   *lease
 	exiting bool   // asked to exit; do not lease
 	killed  string // why the raylet killed it, if it did
+	job     string // the job whose binary it runs
 }
 
 type lease struct {
@@ -109,6 +113,7 @@ type lease struct {
 
 type pending struct {
 	req    *rpc.LeaseRequest
+	job    string
 	demand Resources
 	done   chan *lease // buffered; closed without a value when failed
 	err    error
@@ -162,8 +167,10 @@ func New(cfg Config) (*Raylet, error) {
 	go r.spawner()
 	go r.housekeeping()
 	r.mu.Lock()
-	for range cfg.Prestart {
-		r.startWorkerLocked()
+	if len(cfg.JobID) > 0 { // a head without a driver of its own has no job to prestart for
+		for range cfg.Prestart {
+			r.startWorkerLocked(string(cfg.JobID))
+		}
 	}
 	r.mu.Unlock()
 	return r, nil
@@ -212,12 +219,12 @@ func (r *Raylet) spawner() {
 
 // startWorkerLocked launches one worker process. r.mu is held; the launch
 // itself happens with it dropped and retaken.
-func (r *Raylet) startWorkerLocked() {
+func (r *Raylet) startWorkerLocked(job string) {
 	if r.closed {
 		return
 	}
 	id := newID()
-	cmd, err := r.cfg.WorkerCommand(id)
+	cmd, err := r.cfg.WorkerCommand(id, []byte(job))
 	if err != nil {
 		r.failLocked(fmt.Sprintf("cannot make the worker command: %v", err))
 		return
@@ -229,7 +236,7 @@ func (r *Raylet) startWorkerLocked() {
 	// raylet's process left in /dev/shm before it exits.
 	cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
 	cmd.SysProcAttr.Setpgid = true
-	w := &workerProc{id: id, cmd: cmd, state: starting, since: time.Now()}
+	w := &workerProc{id: id, cmd: cmd, state: starting, since: time.Now(), job: job}
 	r.workers[id] = w
 	outs, err := forwardOutput(cmd)
 	if err != nil {
@@ -322,7 +329,7 @@ func (r *Raylet) RegisterWorker(_ context.Context, req *rpc.RegisterWorkerReques
 	w.state, w.since = idle, time.Now()
 	r.failures = 0
 	r.dispatchLocked()
-	return &rpc.RegisterWorkerReply{NodeId: r.cfg.NodeID, JobId: r.cfg.JobID, StoreSocket: r.cfg.StoreSocket}, nil
+	return &rpc.RegisterWorkerReply{NodeId: r.cfg.NodeID, JobId: []byte(w.job), StoreSocket: r.cfg.StoreSocket}, nil
 }
 
 // RequestLease queues a lease request and waits for its grant.
@@ -338,7 +345,14 @@ func (r *Raylet) RequestLease(ctx context.Context, req *rpc.LeaseRequest) (*rpc.
 		return nil, status.Errorf(codes.FailedPrecondition, "raylet: %v: node affinity to node %x, which is not in the cluster (this node is %x); use a soft affinity to run elsewhere",
 			ErrInfeasible, req.NodeId, r.cfg.NodeID)
 	}
-	p := &pending{req: req, demand: demand, done: make(chan *lease, 1)}
+	job := string(req.JobId)
+	if job == "" {
+		job = string(r.cfg.JobID)
+	}
+	if job == "" {
+		return nil, status.Error(codes.InvalidArgument, "raylet: a lease names its job (RegisterJob gives one)")
+	}
+	p := &pending{req: req, job: job, demand: demand, done: make(chan *lease, 1)}
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
@@ -385,33 +399,35 @@ func (r *Raylet) dispatchLocked() {
 	if r.closed {
 		return
 	}
-	var idleWorkers []*workerProc
-	nstarting := 0
+	idleByJob := map[string][]*workerProc{} // per job
+	startingByJob := map[string]int{}
 	for _, w := range r.workers {
 		switch {
 		case w.state == idle && !w.exiting:
-			idleWorkers = append(idleWorkers, w)
+			idleByJob[w.job] = append(idleByJob[w.job], w)
 		case w.state == starting:
-			nstarting++
+			startingByJob[w.job]++
 		}
 	}
 	// Most recently idle first: its caches are warm, and the others age
 	// toward reaping.
-	slices.SortFunc(idleWorkers, func(a, b *workerProc) int { return b.since.Compare(a.since) })
-	need := 0
+	for _, ws := range idleByJob {
+		slices.SortFunc(ws, func(a, b *workerProc) int { return b.since.Compare(a.since) })
+	}
+	need := map[string]int{}
 	kept := r.queue[:0]
 	for _, p := range r.queue {
 		if !r.avail.Fits(p.demand) {
 			kept = append(kept, p)
 			continue
 		}
-		if len(idleWorkers) == 0 {
-			need++
+		if len(idleByJob[p.job]) == 0 {
+			need[p.job]++
 			kept = append(kept, p)
 			continue
 		}
-		w := idleWorkers[0]
-		idleWorkers = idleWorkers[1:]
+		w := idleByJob[p.job][0]
+		idleByJob[p.job] = idleByJob[p.job][1:]
 		l := &lease{id: string(p.req.LeaseId), demand: p.demand, held: p.demand.Clone(), worker: w,
 			submitter: shm.Process{PID: int(p.req.SubmitterPid)}, dedicated: p.req.Dedicated}
 		if l.submitter.PID != 0 {
@@ -429,8 +445,15 @@ func (r *Raylet) dispatchLocked() {
 	}
 	clear(r.queue[len(kept):])
 	r.queue = kept
-	for i := nstarting; i < need && i < r.cfg.MaxStarting; i++ {
-		r.startWorkerLocked()
+	total := 0
+	for _, n := range startingByJob {
+		total += n
+	}
+	for job, n := range need {
+		for i := startingByJob[job]; i < n && total < r.cfg.MaxStarting; i++ {
+			r.startWorkerLocked(job)
+			total++
+		}
 	}
 }
 
@@ -520,7 +543,19 @@ func (r *Raylet) SetBlocked(_ context.Context, req *rpc.SetBlockedRequest) (*rpc
 
 // GetResources reports the node's resources.
 func (r *Raylet) GetResources(context.Context, *rpc.GetResourcesRequest) (*rpc.GetResourcesReply, error) {
-	return &rpc.GetResourcesReply{Total: r.Total(), Available: r.Available()}, nil
+	rep := &rpc.GetResourcesReply{Total: r.Total(), Available: r.Available()}
+	if r.cfg.StoreStats != nil {
+		rep.ObjectStoreCapacity, rep.ObjectStoreUsed, rep.ObjectStoreObjects, rep.ObjectStoreSpilled = r.cfg.StoreStats()
+	}
+	r.mu.Lock()
+	for _, w := range r.workers {
+		rep.Workers++
+		if w.state == leased {
+			rep.LeasedWorkers++
+		}
+	}
+	r.mu.Unlock()
+	return rep, nil
 }
 
 func (r *Raylet) killLocked(w *workerProc, sig syscall.Signal) {
@@ -542,10 +577,10 @@ func (r *Raylet) housekeeping() {
 			return
 		case now := <-t.C:
 			r.mu.Lock()
-			nidle := 0
+			nidle := map[string]int{} // per job
 			for _, w := range r.workers {
 				if w.state == idle && !w.exiting {
-					nidle++
+					nidle[w.job]++
 				}
 			}
 			for _, w := range r.workers {
@@ -553,9 +588,12 @@ func (r *Raylet) housekeeping() {
 				case w.state == starting && now.Sub(w.since) > r.cfg.RegisterTimeout && !w.exiting:
 					r.cfg.Logf("raylet: worker %s did not register within %v; killing it", w.id, r.cfg.RegisterTimeout)
 					r.killLocked(w, syscall.SIGKILL)
-				case w.state == idle && !w.exiting && nidle > r.cfg.Prestart && now.Sub(w.since) > r.cfg.IdleTimeout:
+				case w.state == idle && !w.exiting && now.Sub(w.since) > r.cfg.IdleTimeout &&
+					(nidle[w.job] > r.cfg.Prestart || w.job != string(r.cfg.JobID)):
+					// Another driver's job keeps no prestarted workers: its
+					// driver may have left.
 					r.killLocked(w, syscall.SIGTERM)
-					nidle--
+					nidle[w.job]--
 				}
 			}
 			for _, l := range r.leases {

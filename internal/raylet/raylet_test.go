@@ -49,7 +49,8 @@ func newRaylet(t *testing.T, cmd func(string) (*exec.Cmd, error)) *Raylet {
 	t.Helper()
 	res, err := FromFloats(map[string]float64{"CPU": 2, "GPU": 1})
 	require.NoError(t, err)
-	r, err := New(Config{NodeID: []byte("node"), Resources: res, WorkerCommand: cmd, RegisterTimeout: 10 * time.Second})
+	r, err := New(Config{NodeID: []byte("node"), JobID: []byte("job1"), Resources: res, RegisterTimeout: 10 * time.Second,
+		WorkerCommand: func(id string, _ []byte) (*exec.Cmd, error) { return cmd(id) }})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close(time.Second) })
 	return r

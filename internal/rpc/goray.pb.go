@@ -980,6 +980,10 @@ type RegisterJobRequest struct {
 	DriverAddress string                 `protobuf:"bytes,1,opt,name=driver_address,json=driverAddress,proto3" json:"driver_address,omitempty"`
 	DriverPid     int32                  `protobuf:"varint,2,opt,name=driver_pid,json=driverPid,proto3" json:"driver_pid,omitempty"`
 	Namespace     string                 `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	// how to start the job's workers: the driver's binary and arguments,
+	// and its environment (workers add goray's own variables)
+	WorkerArgv    []string `protobuf:"bytes,4,rep,name=worker_argv,json=workerArgv,proto3" json:"worker_argv,omitempty"`
+	WorkerEnv     []string `protobuf:"bytes,5,rep,name=worker_env,json=workerEnv,proto3" json:"worker_env,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1035,6 +1039,192 @@ func (x *RegisterJobRequest) GetNamespace() string {
 	return ""
 }
 
+func (x *RegisterJobRequest) GetWorkerArgv() []string {
+	if x != nil {
+		return x.WorkerArgv
+	}
+	return nil
+}
+
+func (x *RegisterJobRequest) GetWorkerEnv() []string {
+	if x != nil {
+		return x.WorkerEnv
+	}
+	return nil
+}
+
+type JobInfo struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	JobId           []byte                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	DriverAddress   string                 `protobuf:"bytes,2,opt,name=driver_address,json=driverAddress,proto3" json:"driver_address,omitempty"`
+	DriverPid       int32                  `protobuf:"varint,3,opt,name=driver_pid,json=driverPid,proto3" json:"driver_pid,omitempty"`
+	Namespace       string                 `protobuf:"bytes,4,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	WorkerArgv      []string               `protobuf:"bytes,5,rep,name=worker_argv,json=workerArgv,proto3" json:"worker_argv,omitempty"`
+	StartTimeUnixMs int64                  `protobuf:"varint,6,opt,name=start_time_unix_ms,json=startTimeUnixMs,proto3" json:"start_time_unix_ms,omitempty"`
+	Alive           bool                   `protobuf:"varint,7,opt,name=alive,proto3" json:"alive,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *JobInfo) Reset() {
+	*x = JobInfo{}
+	mi := &file_goray_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobInfo) ProtoMessage() {}
+
+func (x *JobInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobInfo.ProtoReflect.Descriptor instead.
+func (*JobInfo) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *JobInfo) GetJobId() []byte {
+	if x != nil {
+		return x.JobId
+	}
+	return nil
+}
+
+func (x *JobInfo) GetDriverAddress() string {
+	if x != nil {
+		return x.DriverAddress
+	}
+	return ""
+}
+
+func (x *JobInfo) GetDriverPid() int32 {
+	if x != nil {
+		return x.DriverPid
+	}
+	return 0
+}
+
+func (x *JobInfo) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *JobInfo) GetWorkerArgv() []string {
+	if x != nil {
+		return x.WorkerArgv
+	}
+	return nil
+}
+
+func (x *JobInfo) GetStartTimeUnixMs() int64 {
+	if x != nil {
+		return x.StartTimeUnixMs
+	}
+	return 0
+}
+
+func (x *JobInfo) GetAlive() bool {
+	if x != nil {
+		return x.Alive
+	}
+	return false
+}
+
+type ListJobsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobsRequest) Reset() {
+	*x = ListJobsRequest{}
+	mi := &file_goray_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobsRequest) ProtoMessage() {}
+
+func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
+func (*ListJobsRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{14}
+}
+
+type ListJobsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jobs          []*JobInfo             `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListJobsReply) Reset() {
+	*x = ListJobsReply{}
+	mi := &file_goray_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListJobsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListJobsReply) ProtoMessage() {}
+
+func (x *ListJobsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListJobsReply.ProtoReflect.Descriptor instead.
+func (*ListJobsReply) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListJobsReply) GetJobs() []*JobInfo {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
 type RegisterJobReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	JobId         []byte                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
@@ -1044,7 +1234,7 @@ type RegisterJobReply struct {
 
 func (x *RegisterJobReply) Reset() {
 	*x = RegisterJobReply{}
-	mi := &file_goray_proto_msgTypes[13]
+	mi := &file_goray_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1246,7 @@ func (x *RegisterJobReply) String() string {
 func (*RegisterJobReply) ProtoMessage() {}
 
 func (x *RegisterJobReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[13]
+	mi := &file_goray_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +1259,7 @@ func (x *RegisterJobReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobReply.ProtoReflect.Descriptor instead.
 func (*RegisterJobReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{13}
+	return file_goray_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RegisterJobReply) GetJobId() []byte {
@@ -1091,7 +1281,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_goray_proto_msgTypes[14]
+	mi := &file_goray_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1293,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[14]
+	mi := &file_goray_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1306,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{14}
+	return file_goray_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RegisterWorkerRequest) GetWorkerId() []byte {
@@ -1158,7 +1348,7 @@ type RegisterWorkerReply struct {
 
 func (x *RegisterWorkerReply) Reset() {
 	*x = RegisterWorkerReply{}
-	mi := &file_goray_proto_msgTypes[15]
+	mi := &file_goray_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1360,7 @@ func (x *RegisterWorkerReply) String() string {
 func (*RegisterWorkerReply) ProtoMessage() {}
 
 func (x *RegisterWorkerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[15]
+	mi := &file_goray_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1373,7 @@ func (x *RegisterWorkerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerReply.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{15}
+	return file_goray_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RegisterWorkerReply) GetNodeId() []byte {
@@ -1218,14 +1408,16 @@ type LeaseRequest struct {
 	SubmitterPid     int32                  `protobuf:"varint,7,opt,name=submitter_pid,json=submitterPid,proto3" json:"submitter_pid,omitempty"`
 	// dedicated: the worker serves only this lease (an actor's) and is
 	// killed when it ends.
-	Dedicated     bool `protobuf:"varint,8,opt,name=dedicated,proto3" json:"dedicated,omitempty"`
+	Dedicated bool `protobuf:"varint,8,opt,name=dedicated,proto3" json:"dedicated,omitempty"`
+	// the job whose binary the worker must run (empty: the raylet's own)
+	JobId         []byte `protobuf:"bytes,9,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_goray_proto_msgTypes[16]
+	mi := &file_goray_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1429,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[16]
+	mi := &file_goray_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1442,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{16}
+	return file_goray_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *LeaseRequest) GetLeaseId() []byte {
@@ -1309,6 +1501,13 @@ func (x *LeaseRequest) GetDedicated() bool {
 	return false
 }
 
+func (x *LeaseRequest) GetJobId() []byte {
+	if x != nil {
+		return x.JobId
+	}
+	return nil
+}
+
 type LeaseReply struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId         []byte                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
@@ -1324,7 +1523,7 @@ type LeaseReply struct {
 
 func (x *LeaseReply) Reset() {
 	*x = LeaseReply{}
-	mi := &file_goray_proto_msgTypes[17]
+	mi := &file_goray_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1336,7 +1535,7 @@ func (x *LeaseReply) String() string {
 func (*LeaseReply) ProtoMessage() {}
 
 func (x *LeaseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[17]
+	mi := &file_goray_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1349,7 +1548,7 @@ func (x *LeaseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseReply.ProtoReflect.Descriptor instead.
 func (*LeaseReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{17}
+	return file_goray_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *LeaseReply) GetLeaseId() []byte {
@@ -1411,7 +1610,7 @@ type ReturnLeaseRequest struct {
 
 func (x *ReturnLeaseRequest) Reset() {
 	*x = ReturnLeaseRequest{}
-	mi := &file_goray_proto_msgTypes[18]
+	mi := &file_goray_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1622,7 @@ func (x *ReturnLeaseRequest) String() string {
 func (*ReturnLeaseRequest) ProtoMessage() {}
 
 func (x *ReturnLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[18]
+	mi := &file_goray_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1635,7 @@ func (x *ReturnLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ReturnLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{18}
+	return file_goray_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ReturnLeaseRequest) GetLeaseId() []byte {
@@ -1461,7 +1660,7 @@ type ReturnLeaseReply struct {
 
 func (x *ReturnLeaseReply) Reset() {
 	*x = ReturnLeaseReply{}
-	mi := &file_goray_proto_msgTypes[19]
+	mi := &file_goray_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1473,7 +1672,7 @@ func (x *ReturnLeaseReply) String() string {
 func (*ReturnLeaseReply) ProtoMessage() {}
 
 func (x *ReturnLeaseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[19]
+	mi := &file_goray_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1486,7 +1685,7 @@ func (x *ReturnLeaseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnLeaseReply.ProtoReflect.Descriptor instead.
 func (*ReturnLeaseReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{19}
+	return file_goray_proto_rawDescGZIP(), []int{22}
 }
 
 type KillWorkerRequest struct {
@@ -1499,7 +1698,7 @@ type KillWorkerRequest struct {
 
 func (x *KillWorkerRequest) Reset() {
 	*x = KillWorkerRequest{}
-	mi := &file_goray_proto_msgTypes[20]
+	mi := &file_goray_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1511,7 +1710,7 @@ func (x *KillWorkerRequest) String() string {
 func (*KillWorkerRequest) ProtoMessage() {}
 
 func (x *KillWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[20]
+	mi := &file_goray_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1524,7 +1723,7 @@ func (x *KillWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillWorkerRequest.ProtoReflect.Descriptor instead.
 func (*KillWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{20}
+	return file_goray_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KillWorkerRequest) GetLeaseId() []byte {
@@ -1550,7 +1749,7 @@ type KillWorkerReply struct {
 
 func (x *KillWorkerReply) Reset() {
 	*x = KillWorkerReply{}
-	mi := &file_goray_proto_msgTypes[21]
+	mi := &file_goray_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1562,7 +1761,7 @@ func (x *KillWorkerReply) String() string {
 func (*KillWorkerReply) ProtoMessage() {}
 
 func (x *KillWorkerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[21]
+	mi := &file_goray_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1575,7 +1774,7 @@ func (x *KillWorkerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillWorkerReply.ProtoReflect.Descriptor instead.
 func (*KillWorkerReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{21}
+	return file_goray_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KillWorkerReply) GetKilled() bool {
@@ -1595,7 +1794,7 @@ type SetBlockedRequest struct {
 
 func (x *SetBlockedRequest) Reset() {
 	*x = SetBlockedRequest{}
-	mi := &file_goray_proto_msgTypes[22]
+	mi := &file_goray_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1607,7 +1806,7 @@ func (x *SetBlockedRequest) String() string {
 func (*SetBlockedRequest) ProtoMessage() {}
 
 func (x *SetBlockedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[22]
+	mi := &file_goray_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1620,7 +1819,7 @@ func (x *SetBlockedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetBlockedRequest.ProtoReflect.Descriptor instead.
 func (*SetBlockedRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{22}
+	return file_goray_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SetBlockedRequest) GetLeaseId() []byte {
@@ -1645,7 +1844,7 @@ type SetBlockedReply struct {
 
 func (x *SetBlockedReply) Reset() {
 	*x = SetBlockedReply{}
-	mi := &file_goray_proto_msgTypes[23]
+	mi := &file_goray_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1856,7 @@ func (x *SetBlockedReply) String() string {
 func (*SetBlockedReply) ProtoMessage() {}
 
 func (x *SetBlockedReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[23]
+	mi := &file_goray_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1869,7 @@ func (x *SetBlockedReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetBlockedReply.ProtoReflect.Descriptor instead.
 func (*SetBlockedReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{23}
+	return file_goray_proto_rawDescGZIP(), []int{26}
 }
 
 type GetResourcesRequest struct {
@@ -1681,7 +1880,7 @@ type GetResourcesRequest struct {
 
 func (x *GetResourcesRequest) Reset() {
 	*x = GetResourcesRequest{}
-	mi := &file_goray_proto_msgTypes[24]
+	mi := &file_goray_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1693,7 +1892,7 @@ func (x *GetResourcesRequest) String() string {
 func (*GetResourcesRequest) ProtoMessage() {}
 
 func (x *GetResourcesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[24]
+	mi := &file_goray_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1706,20 +1905,26 @@ func (x *GetResourcesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourcesRequest.ProtoReflect.Descriptor instead.
 func (*GetResourcesRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{24}
+	return file_goray_proto_rawDescGZIP(), []int{27}
 }
 
 type GetResourcesReply struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Total         map[string]float64     `protobuf:"bytes,1,rep,name=total,proto3" json:"total,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
-	Available     map[string]float64     `protobuf:"bytes,2,rep,name=available,proto3" json:"available,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Total               map[string]float64     `protobuf:"bytes,1,rep,name=total,proto3" json:"total,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	Available           map[string]float64     `protobuf:"bytes,2,rep,name=available,proto3" json:"available,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	ObjectStoreCapacity int64                  `protobuf:"varint,3,opt,name=object_store_capacity,json=objectStoreCapacity,proto3" json:"object_store_capacity,omitempty"`
+	ObjectStoreUsed     int64                  `protobuf:"varint,4,opt,name=object_store_used,json=objectStoreUsed,proto3" json:"object_store_used,omitempty"`
+	ObjectStoreObjects  int64                  `protobuf:"varint,5,opt,name=object_store_objects,json=objectStoreObjects,proto3" json:"object_store_objects,omitempty"`
+	ObjectStoreSpilled  int64                  `protobuf:"varint,6,opt,name=object_store_spilled,json=objectStoreSpilled,proto3" json:"object_store_spilled,omitempty"`
+	Workers             int32                  `protobuf:"varint,7,opt,name=workers,proto3" json:"workers,omitempty"` // worker processes
+	LeasedWorkers       int32                  `protobuf:"varint,8,opt,name=leased_workers,json=leasedWorkers,proto3" json:"leased_workers,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *GetResourcesReply) Reset() {
 	*x = GetResourcesReply{}
-	mi := &file_goray_proto_msgTypes[25]
+	mi := &file_goray_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1731,7 +1936,7 @@ func (x *GetResourcesReply) String() string {
 func (*GetResourcesReply) ProtoMessage() {}
 
 func (x *GetResourcesReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[25]
+	mi := &file_goray_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1744,7 +1949,7 @@ func (x *GetResourcesReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetResourcesReply.ProtoReflect.Descriptor instead.
 func (*GetResourcesReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{25}
+	return file_goray_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetResourcesReply) GetTotal() map[string]float64 {
@@ -1761,6 +1966,48 @@ func (x *GetResourcesReply) GetAvailable() map[string]float64 {
 	return nil
 }
 
+func (x *GetResourcesReply) GetObjectStoreCapacity() int64 {
+	if x != nil {
+		return x.ObjectStoreCapacity
+	}
+	return 0
+}
+
+func (x *GetResourcesReply) GetObjectStoreUsed() int64 {
+	if x != nil {
+		return x.ObjectStoreUsed
+	}
+	return 0
+}
+
+func (x *GetResourcesReply) GetObjectStoreObjects() int64 {
+	if x != nil {
+		return x.ObjectStoreObjects
+	}
+	return 0
+}
+
+func (x *GetResourcesReply) GetObjectStoreSpilled() int64 {
+	if x != nil {
+		return x.ObjectStoreSpilled
+	}
+	return 0
+}
+
+func (x *GetResourcesReply) GetWorkers() int32 {
+	if x != nil {
+		return x.Workers
+	}
+	return 0
+}
+
+func (x *GetResourcesReply) GetLeasedWorkers() int32 {
+	if x != nil {
+		return x.LeasedWorkers
+	}
+	return 0
+}
+
 type CancelTaskReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Found         bool                   `protobuf:"varint,1,opt,name=found,proto3" json:"found,omitempty"`
@@ -1770,7 +2017,7 @@ type CancelTaskReply struct {
 
 func (x *CancelTaskReply) Reset() {
 	*x = CancelTaskReply{}
-	mi := &file_goray_proto_msgTypes[26]
+	mi := &file_goray_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1782,7 +2029,7 @@ func (x *CancelTaskReply) String() string {
 func (*CancelTaskReply) ProtoMessage() {}
 
 func (x *CancelTaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[26]
+	mi := &file_goray_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1795,7 +2042,7 @@ func (x *CancelTaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskReply.ProtoReflect.Descriptor instead.
 func (*CancelTaskReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{26}
+	return file_goray_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CancelTaskReply) GetFound() bool {
@@ -1819,7 +2066,7 @@ type AttachRequest struct {
 
 func (x *AttachRequest) Reset() {
 	*x = AttachRequest{}
-	mi := &file_goray_proto_msgTypes[27]
+	mi := &file_goray_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +2078,7 @@ func (x *AttachRequest) String() string {
 func (*AttachRequest) ProtoMessage() {}
 
 func (x *AttachRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[27]
+	mi := &file_goray_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +2091,7 @@ func (x *AttachRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachRequest.ProtoReflect.Descriptor instead.
 func (*AttachRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{27}
+	return file_goray_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *AttachRequest) GetLeaseId() []byte {
@@ -1897,7 +2144,7 @@ type AttachReply struct {
 
 func (x *AttachReply) Reset() {
 	*x = AttachReply{}
-	mi := &file_goray_proto_msgTypes[28]
+	mi := &file_goray_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1909,7 +2156,7 @@ func (x *AttachReply) String() string {
 func (*AttachReply) ProtoMessage() {}
 
 func (x *AttachReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[28]
+	mi := &file_goray_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1922,7 +2169,7 @@ func (x *AttachReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachReply.ProtoReflect.Descriptor instead.
 func (*AttachReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{28}
+	return file_goray_proto_rawDescGZIP(), []int{31}
 }
 
 type GetObjectRequest struct {
@@ -1934,7 +2181,7 @@ type GetObjectRequest struct {
 
 func (x *GetObjectRequest) Reset() {
 	*x = GetObjectRequest{}
-	mi := &file_goray_proto_msgTypes[29]
+	mi := &file_goray_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1946,7 +2193,7 @@ func (x *GetObjectRequest) String() string {
 func (*GetObjectRequest) ProtoMessage() {}
 
 func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[29]
+	mi := &file_goray_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1959,7 +2206,7 @@ func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{29}
+	return file_goray_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetObjectRequest) GetObjectId() []byte {
@@ -1978,7 +2225,7 @@ type GetObjectReply struct {
 
 func (x *GetObjectReply) Reset() {
 	*x = GetObjectReply{}
-	mi := &file_goray_proto_msgTypes[30]
+	mi := &file_goray_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2237,7 @@ func (x *GetObjectReply) String() string {
 func (*GetObjectReply) ProtoMessage() {}
 
 func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[30]
+	mi := &file_goray_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2250,7 @@ func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectReply.ProtoReflect.Descriptor instead.
 func (*GetObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{30}
+	return file_goray_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetObjectReply) GetObject() *ReturnObject {
@@ -2031,7 +2278,7 @@ type BorrowerRequest struct {
 
 func (x *BorrowerRequest) Reset() {
 	*x = BorrowerRequest{}
-	mi := &file_goray_proto_msgTypes[31]
+	mi := &file_goray_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2290,7 @@ func (x *BorrowerRequest) String() string {
 func (*BorrowerRequest) ProtoMessage() {}
 
 func (x *BorrowerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[31]
+	mi := &file_goray_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2303,7 @@ func (x *BorrowerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerRequest.ProtoReflect.Descriptor instead.
 func (*BorrowerRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{31}
+	return file_goray_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *BorrowerRequest) GetObjectIds() [][]byte {
@@ -2102,7 +2349,7 @@ type BorrowerReply struct {
 
 func (x *BorrowerReply) Reset() {
 	*x = BorrowerReply{}
-	mi := &file_goray_proto_msgTypes[32]
+	mi := &file_goray_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2114,7 +2361,7 @@ func (x *BorrowerReply) String() string {
 func (*BorrowerReply) ProtoMessage() {}
 
 func (x *BorrowerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[32]
+	mi := &file_goray_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2127,7 +2374,7 @@ func (x *BorrowerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BorrowerReply.ProtoReflect.Descriptor instead.
 func (*BorrowerReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{32}
+	return file_goray_proto_rawDescGZIP(), []int{35}
 }
 
 type ExitRequest struct {
@@ -2139,7 +2386,7 @@ type ExitRequest struct {
 
 func (x *ExitRequest) Reset() {
 	*x = ExitRequest{}
-	mi := &file_goray_proto_msgTypes[33]
+	mi := &file_goray_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2151,7 +2398,7 @@ func (x *ExitRequest) String() string {
 func (*ExitRequest) ProtoMessage() {}
 
 func (x *ExitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[33]
+	mi := &file_goray_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2164,7 +2411,7 @@ func (x *ExitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitRequest.ProtoReflect.Descriptor instead.
 func (*ExitRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{33}
+	return file_goray_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ExitRequest) GetForce() bool {
@@ -2183,7 +2430,7 @@ type ExitReply struct {
 
 func (x *ExitReply) Reset() {
 	*x = ExitReply{}
-	mi := &file_goray_proto_msgTypes[34]
+	mi := &file_goray_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2442,7 @@ func (x *ExitReply) String() string {
 func (*ExitReply) ProtoMessage() {}
 
 func (x *ExitReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[34]
+	mi := &file_goray_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2455,7 @@ func (x *ExitReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitReply.ProtoReflect.Descriptor instead.
 func (*ExitReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{34}
+	return file_goray_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ExitReply) GetExiting() bool {
@@ -2231,7 +2478,7 @@ type RingRequest struct {
 
 func (x *RingRequest) Reset() {
 	*x = RingRequest{}
-	mi := &file_goray_proto_msgTypes[35]
+	mi := &file_goray_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2243,7 +2490,7 @@ func (x *RingRequest) String() string {
 func (*RingRequest) ProtoMessage() {}
 
 func (x *RingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[35]
+	mi := &file_goray_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2256,7 +2503,7 @@ func (x *RingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RingRequest.ProtoReflect.Descriptor instead.
 func (*RingRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{35}
+	return file_goray_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RingRequest) GetKind() isRingRequest_Kind {
@@ -2299,7 +2546,7 @@ type RingReply struct {
 
 func (x *RingReply) Reset() {
 	*x = RingReply{}
-	mi := &file_goray_proto_msgTypes[36]
+	mi := &file_goray_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2311,7 +2558,7 @@ func (x *RingReply) String() string {
 func (*RingReply) ProtoMessage() {}
 
 func (x *RingReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[36]
+	mi := &file_goray_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2324,7 +2571,7 @@ func (x *RingReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RingReply.ProtoReflect.Descriptor instead.
 func (*RingReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{36}
+	return file_goray_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RingReply) GetKind() isRingReply_Kind {
@@ -2387,7 +2634,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_goray_proto_msgTypes[37]
+	mi := &file_goray_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2646,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[37]
+	mi := &file_goray_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2659,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{37}
+	return file_goray_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TaskSpec) GetTaskId() []byte {
@@ -2500,7 +2747,7 @@ type Arg struct {
 
 func (x *Arg) Reset() {
 	*x = Arg{}
-	mi := &file_goray_proto_msgTypes[38]
+	mi := &file_goray_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2512,7 +2759,7 @@ func (x *Arg) String() string {
 func (*Arg) ProtoMessage() {}
 
 func (x *Arg) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[38]
+	mi := &file_goray_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2525,7 +2772,7 @@ func (x *Arg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Arg.ProtoReflect.Descriptor instead.
 func (*Arg) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{38}
+	return file_goray_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *Arg) GetValue() []byte {
@@ -2566,7 +2813,7 @@ type NestedRef struct {
 
 func (x *NestedRef) Reset() {
 	*x = NestedRef{}
-	mi := &file_goray_proto_msgTypes[39]
+	mi := &file_goray_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2578,7 +2825,7 @@ func (x *NestedRef) String() string {
 func (*NestedRef) ProtoMessage() {}
 
 func (x *NestedRef) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[39]
+	mi := &file_goray_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2591,7 +2838,7 @@ func (x *NestedRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NestedRef.ProtoReflect.Descriptor instead.
 func (*NestedRef) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{39}
+	return file_goray_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *NestedRef) GetObjectId() []byte {
@@ -2618,7 +2865,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_goray_proto_msgTypes[40]
+	mi := &file_goray_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2630,7 +2877,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[40]
+	mi := &file_goray_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2643,7 +2890,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{40}
+	return file_goray_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *CancelTaskRequest) GetTaskId() []byte {
@@ -2674,7 +2921,7 @@ type ReturnObject struct {
 
 func (x *ReturnObject) Reset() {
 	*x = ReturnObject{}
-	mi := &file_goray_proto_msgTypes[41]
+	mi := &file_goray_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2686,7 +2933,7 @@ func (x *ReturnObject) String() string {
 func (*ReturnObject) ProtoMessage() {}
 
 func (x *ReturnObject) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[41]
+	mi := &file_goray_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2699,7 +2946,7 @@ func (x *ReturnObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnObject.ProtoReflect.Descriptor instead.
 func (*ReturnObject) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{41}
+	return file_goray_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ReturnObject) GetObjectId() []byte {
@@ -2749,7 +2996,7 @@ type TaskReply struct {
 
 func (x *TaskReply) Reset() {
 	*x = TaskReply{}
-	mi := &file_goray_proto_msgTypes[42]
+	mi := &file_goray_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2761,7 +3008,7 @@ func (x *TaskReply) String() string {
 func (*TaskReply) ProtoMessage() {}
 
 func (x *TaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[42]
+	mi := &file_goray_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2774,7 +3021,7 @@ func (x *TaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskReply.ProtoReflect.Descriptor instead.
 func (*TaskReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{42}
+	return file_goray_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *TaskReply) GetTaskId() []byte {
@@ -2816,7 +3063,7 @@ type GeneratorItem struct {
 
 func (x *GeneratorItem) Reset() {
 	*x = GeneratorItem{}
-	mi := &file_goray_proto_msgTypes[43]
+	mi := &file_goray_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2828,7 +3075,7 @@ func (x *GeneratorItem) String() string {
 func (*GeneratorItem) ProtoMessage() {}
 
 func (x *GeneratorItem) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[43]
+	mi := &file_goray_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2841,7 +3088,7 @@ func (x *GeneratorItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GeneratorItem.ProtoReflect.Descriptor instead.
 func (*GeneratorItem) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{43}
+	return file_goray_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *GeneratorItem) GetTaskId() []byte {
@@ -2882,7 +3129,7 @@ type ErrorInfo struct {
 
 func (x *ErrorInfo) Reset() {
 	*x = ErrorInfo{}
-	mi := &file_goray_proto_msgTypes[44]
+	mi := &file_goray_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2894,7 +3141,7 @@ func (x *ErrorInfo) String() string {
 func (*ErrorInfo) ProtoMessage() {}
 
 func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[44]
+	mi := &file_goray_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2907,7 +3154,7 @@ func (x *ErrorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorInfo.ProtoReflect.Descriptor instead.
 func (*ErrorInfo) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{44}
+	return file_goray_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ErrorInfo) GetKind() ErrorKind {
@@ -2977,7 +3224,7 @@ type HostActorRequest struct {
 
 func (x *HostActorRequest) Reset() {
 	*x = HostActorRequest{}
-	mi := &file_goray_proto_msgTypes[45]
+	mi := &file_goray_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2989,7 +3236,7 @@ func (x *HostActorRequest) String() string {
 func (*HostActorRequest) ProtoMessage() {}
 
 func (x *HostActorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[45]
+	mi := &file_goray_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3002,7 +3249,7 @@ func (x *HostActorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostActorRequest.ProtoReflect.Descriptor instead.
 func (*HostActorRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{45}
+	return file_goray_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *HostActorRequest) GetSpec() *ActorSpec {
@@ -3035,7 +3282,7 @@ type HostActorReply struct {
 
 func (x *HostActorReply) Reset() {
 	*x = HostActorReply{}
-	mi := &file_goray_proto_msgTypes[46]
+	mi := &file_goray_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3047,7 +3294,7 @@ func (x *HostActorReply) String() string {
 func (*HostActorReply) ProtoMessage() {}
 
 func (x *HostActorReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[46]
+	mi := &file_goray_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3060,7 +3307,7 @@ func (x *HostActorReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostActorReply.ProtoReflect.Descriptor instead.
 func (*HostActorReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{46}
+	return file_goray_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *HostActorReply) GetError() *ErrorInfo {
@@ -3142,12 +3389,29 @@ const file_goray_proto_rawDesc = "" +
 	"\x11RegisterNodeReply\"\x11\n" +
 	"\x0fGetNodesRequest\":\n" +
 	"\rGetNodesReply\x12)\n" +
-	"\x05nodes\x18\x01 \x03(\v2\x13.goray.rpc.NodeInfoR\x05nodes\"x\n" +
+	"\x05nodes\x18\x01 \x03(\v2\x13.goray.rpc.NodeInfoR\x05nodes\"\xb8\x01\n" +
 	"\x12RegisterJobRequest\x12%\n" +
 	"\x0edriver_address\x18\x01 \x01(\tR\rdriverAddress\x12\x1d\n" +
 	"\n" +
 	"driver_pid\x18\x02 \x01(\x05R\tdriverPid\x12\x1c\n" +
-	"\tnamespace\x18\x03 \x01(\tR\tnamespace\")\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x1f\n" +
+	"\vworker_argv\x18\x04 \x03(\tR\n" +
+	"workerArgv\x12\x1d\n" +
+	"\n" +
+	"worker_env\x18\x05 \x03(\tR\tworkerEnv\"\xe8\x01\n" +
+	"\aJobInfo\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\fR\x05jobId\x12%\n" +
+	"\x0edriver_address\x18\x02 \x01(\tR\rdriverAddress\x12\x1d\n" +
+	"\n" +
+	"driver_pid\x18\x03 \x01(\x05R\tdriverPid\x12\x1c\n" +
+	"\tnamespace\x18\x04 \x01(\tR\tnamespace\x12\x1f\n" +
+	"\vworker_argv\x18\x05 \x03(\tR\n" +
+	"workerArgv\x12+\n" +
+	"\x12start_time_unix_ms\x18\x06 \x01(\x03R\x0fstartTimeUnixMs\x12\x14\n" +
+	"\x05alive\x18\a \x01(\bR\x05alive\"\x11\n" +
+	"\x0fListJobsRequest\"7\n" +
+	"\rListJobsReply\x12&\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x12.goray.rpc.JobInfoR\x04jobs\")\n" +
 	"\x10RegisterJobReply\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\fR\x05jobId\"\x7f\n" +
 	"\x15RegisterWorkerRequest\x12\x1b\n" +
@@ -3159,7 +3423,7 @@ const file_goray_proto_rawDesc = "" +
 	"\x13RegisterWorkerReply\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\fR\x05jobId\x12!\n" +
-	"\fstore_socket\x18\x03 \x01(\tR\vstoreSocket\"\xfb\x02\n" +
+	"\fstore_socket\x18\x03 \x01(\tR\vstoreSocket\"\x92\x03\n" +
 	"\fLeaseRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\fR\aleaseId\x12D\n" +
 	"\tresources\x18\x02 \x03(\v2&.goray.rpc.LeaseRequest.ResourcesEntryR\tresources\x12/\n" +
@@ -3168,7 +3432,8 @@ const file_goray_proto_rawDesc = "" +
 	"\x04soft\x18\x05 \x01(\bR\x04soft\x12+\n" +
 	"\x11submitter_address\x18\x06 \x01(\tR\x10submitterAddress\x12#\n" +
 	"\rsubmitter_pid\x18\a \x01(\x05R\fsubmitterPid\x12\x1c\n" +
-	"\tdedicated\x18\b \x01(\bR\tdedicated\x1a<\n" +
+	"\tdedicated\x18\b \x01(\bR\tdedicated\x12\x15\n" +
+	"\x06job_id\x18\t \x01(\fR\x05jobId\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xe8\x01\n" +
@@ -3195,10 +3460,16 @@ const file_goray_proto_rawDesc = "" +
 	"\blease_id\x18\x01 \x01(\fR\aleaseId\x12\x18\n" +
 	"\ablocked\x18\x02 \x01(\bR\ablocked\"\x11\n" +
 	"\x0fSetBlockedReply\"\x15\n" +
-	"\x13GetResourcesRequest\"\x95\x02\n" +
+	"\x13GetResourcesRequest\"\x9a\x04\n" +
 	"\x11GetResourcesReply\x12=\n" +
 	"\x05total\x18\x01 \x03(\v2'.goray.rpc.GetResourcesReply.TotalEntryR\x05total\x12I\n" +
-	"\tavailable\x18\x02 \x03(\v2+.goray.rpc.GetResourcesReply.AvailableEntryR\tavailable\x1a8\n" +
+	"\tavailable\x18\x02 \x03(\v2+.goray.rpc.GetResourcesReply.AvailableEntryR\tavailable\x122\n" +
+	"\x15object_store_capacity\x18\x03 \x01(\x03R\x13objectStoreCapacity\x12*\n" +
+	"\x11object_store_used\x18\x04 \x01(\x03R\x0fobjectStoreUsed\x120\n" +
+	"\x14object_store_objects\x18\x05 \x01(\x03R\x12objectStoreObjects\x120\n" +
+	"\x14object_store_spilled\x18\x06 \x01(\x03R\x12objectStoreSpilled\x12\x18\n" +
+	"\aworkers\x18\a \x01(\x05R\aworkers\x12%\n" +
+	"\x0eleased_workers\x18\b \x01(\x05R\rleasedWorkers\x1a8\n" +
 	"\n" +
 	"TotalEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
@@ -3314,7 +3585,7 @@ const file_goray_proto_rawDesc = "" +
 	"\x11ERROR_OBJECT_LOST\x10\x05\x12\x1b\n" +
 	"\x17ERROR_OBJECT_STORE_FULL\x10\x06\x12\x10\n" +
 	"\fERROR_SYSTEM\x10\a\x12\x14\n" +
-	"\x10ERROR_ACTOR_DIED\x10\b2\xe2\x03\n" +
+	"\x10ERROR_ACTOR_DIED\x10\b2\xa4\x04\n" +
 	"\x03Gcs\x12A\n" +
 	"\fRegisterNode\x12\x13.goray.rpc.NodeInfo\x1a\x1c.goray.rpc.RegisterNodeReply\x12@\n" +
 	"\bGetNodes\x12\x1a.goray.rpc.GetNodesRequest\x1a\x18.goray.rpc.GetNodesReply\x12I\n" +
@@ -3323,7 +3594,8 @@ const file_goray_proto_rawDesc = "" +
 	"\bGetActor\x12\x1a.goray.rpc.GetActorRequest\x1a\x14.goray.rpc.ActorInfo\x12C\n" +
 	"\tKillActor\x12\x1b.goray.rpc.KillActorRequest\x1a\x19.goray.rpc.KillActorReply\x12F\n" +
 	"\n" +
-	"ListActors\x12\x1c.goray.rpc.ListActorsRequest\x1a\x1a.goray.rpc.ListActorsReply2\xc5\x03\n" +
+	"ListActors\x12\x1c.goray.rpc.ListActorsRequest\x1a\x1a.goray.rpc.ListActorsReply\x12@\n" +
+	"\bListJobs\x12\x1a.goray.rpc.ListJobsRequest\x1a\x18.goray.rpc.ListJobsReply2\xc5\x03\n" +
 	"\x06Raylet\x12R\n" +
 	"\x0eRegisterWorker\x12 .goray.rpc.RegisterWorkerRequest\x1a\x1e.goray.rpc.RegisterWorkerReply\x12>\n" +
 	"\fRequestLease\x12\x17.goray.rpc.LeaseRequest\x1a\x15.goray.rpc.LeaseReply\x12I\n" +
@@ -3357,7 +3629,7 @@ func file_goray_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 53)
+var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_goray_proto_goTypes = []any{
 	(ActorState)(0),               // 0: goray.rpc.ActorState
 	(Strategy)(0),                 // 1: goray.rpc.Strategy
@@ -3375,118 +3647,124 @@ var file_goray_proto_goTypes = []any{
 	(*GetNodesRequest)(nil),       // 13: goray.rpc.GetNodesRequest
 	(*GetNodesReply)(nil),         // 14: goray.rpc.GetNodesReply
 	(*RegisterJobRequest)(nil),    // 15: goray.rpc.RegisterJobRequest
-	(*RegisterJobReply)(nil),      // 16: goray.rpc.RegisterJobReply
-	(*RegisterWorkerRequest)(nil), // 17: goray.rpc.RegisterWorkerRequest
-	(*RegisterWorkerReply)(nil),   // 18: goray.rpc.RegisterWorkerReply
-	(*LeaseRequest)(nil),          // 19: goray.rpc.LeaseRequest
-	(*LeaseReply)(nil),            // 20: goray.rpc.LeaseReply
-	(*ReturnLeaseRequest)(nil),    // 21: goray.rpc.ReturnLeaseRequest
-	(*ReturnLeaseReply)(nil),      // 22: goray.rpc.ReturnLeaseReply
-	(*KillWorkerRequest)(nil),     // 23: goray.rpc.KillWorkerRequest
-	(*KillWorkerReply)(nil),       // 24: goray.rpc.KillWorkerReply
-	(*SetBlockedRequest)(nil),     // 25: goray.rpc.SetBlockedRequest
-	(*SetBlockedReply)(nil),       // 26: goray.rpc.SetBlockedReply
-	(*GetResourcesRequest)(nil),   // 27: goray.rpc.GetResourcesRequest
-	(*GetResourcesReply)(nil),     // 28: goray.rpc.GetResourcesReply
-	(*CancelTaskReply)(nil),       // 29: goray.rpc.CancelTaskReply
-	(*AttachRequest)(nil),         // 30: goray.rpc.AttachRequest
-	(*AttachReply)(nil),           // 31: goray.rpc.AttachReply
-	(*GetObjectRequest)(nil),      // 32: goray.rpc.GetObjectRequest
-	(*GetObjectReply)(nil),        // 33: goray.rpc.GetObjectReply
-	(*BorrowerRequest)(nil),       // 34: goray.rpc.BorrowerRequest
-	(*BorrowerReply)(nil),         // 35: goray.rpc.BorrowerReply
-	(*ExitRequest)(nil),           // 36: goray.rpc.ExitRequest
-	(*ExitReply)(nil),             // 37: goray.rpc.ExitReply
-	(*RingRequest)(nil),           // 38: goray.rpc.RingRequest
-	(*RingReply)(nil),             // 39: goray.rpc.RingReply
-	(*TaskSpec)(nil),              // 40: goray.rpc.TaskSpec
-	(*Arg)(nil),                   // 41: goray.rpc.Arg
-	(*NestedRef)(nil),             // 42: goray.rpc.NestedRef
-	(*CancelTaskRequest)(nil),     // 43: goray.rpc.CancelTaskRequest
-	(*ReturnObject)(nil),          // 44: goray.rpc.ReturnObject
-	(*TaskReply)(nil),             // 45: goray.rpc.TaskReply
-	(*GeneratorItem)(nil),         // 46: goray.rpc.GeneratorItem
-	(*ErrorInfo)(nil),             // 47: goray.rpc.ErrorInfo
-	(*HostActorRequest)(nil),      // 48: goray.rpc.HostActorRequest
-	(*HostActorReply)(nil),        // 49: goray.rpc.HostActorReply
-	nil,                           // 50: goray.rpc.ActorSpec.ResourcesEntry
-	nil,                           // 51: goray.rpc.ActorInfo.ResourcesEntry
-	nil,                           // 52: goray.rpc.NodeInfo.ResourcesEntry
-	nil,                           // 53: goray.rpc.LeaseRequest.ResourcesEntry
-	nil,                           // 54: goray.rpc.GetResourcesReply.TotalEntry
-	nil,                           // 55: goray.rpc.GetResourcesReply.AvailableEntry
+	(*JobInfo)(nil),               // 16: goray.rpc.JobInfo
+	(*ListJobsRequest)(nil),       // 17: goray.rpc.ListJobsRequest
+	(*ListJobsReply)(nil),         // 18: goray.rpc.ListJobsReply
+	(*RegisterJobReply)(nil),      // 19: goray.rpc.RegisterJobReply
+	(*RegisterWorkerRequest)(nil), // 20: goray.rpc.RegisterWorkerRequest
+	(*RegisterWorkerReply)(nil),   // 21: goray.rpc.RegisterWorkerReply
+	(*LeaseRequest)(nil),          // 22: goray.rpc.LeaseRequest
+	(*LeaseReply)(nil),            // 23: goray.rpc.LeaseReply
+	(*ReturnLeaseRequest)(nil),    // 24: goray.rpc.ReturnLeaseRequest
+	(*ReturnLeaseReply)(nil),      // 25: goray.rpc.ReturnLeaseReply
+	(*KillWorkerRequest)(nil),     // 26: goray.rpc.KillWorkerRequest
+	(*KillWorkerReply)(nil),       // 27: goray.rpc.KillWorkerReply
+	(*SetBlockedRequest)(nil),     // 28: goray.rpc.SetBlockedRequest
+	(*SetBlockedReply)(nil),       // 29: goray.rpc.SetBlockedReply
+	(*GetResourcesRequest)(nil),   // 30: goray.rpc.GetResourcesRequest
+	(*GetResourcesReply)(nil),     // 31: goray.rpc.GetResourcesReply
+	(*CancelTaskReply)(nil),       // 32: goray.rpc.CancelTaskReply
+	(*AttachRequest)(nil),         // 33: goray.rpc.AttachRequest
+	(*AttachReply)(nil),           // 34: goray.rpc.AttachReply
+	(*GetObjectRequest)(nil),      // 35: goray.rpc.GetObjectRequest
+	(*GetObjectReply)(nil),        // 36: goray.rpc.GetObjectReply
+	(*BorrowerRequest)(nil),       // 37: goray.rpc.BorrowerRequest
+	(*BorrowerReply)(nil),         // 38: goray.rpc.BorrowerReply
+	(*ExitRequest)(nil),           // 39: goray.rpc.ExitRequest
+	(*ExitReply)(nil),             // 40: goray.rpc.ExitReply
+	(*RingRequest)(nil),           // 41: goray.rpc.RingRequest
+	(*RingReply)(nil),             // 42: goray.rpc.RingReply
+	(*TaskSpec)(nil),              // 43: goray.rpc.TaskSpec
+	(*Arg)(nil),                   // 44: goray.rpc.Arg
+	(*NestedRef)(nil),             // 45: goray.rpc.NestedRef
+	(*CancelTaskRequest)(nil),     // 46: goray.rpc.CancelTaskRequest
+	(*ReturnObject)(nil),          // 47: goray.rpc.ReturnObject
+	(*TaskReply)(nil),             // 48: goray.rpc.TaskReply
+	(*GeneratorItem)(nil),         // 49: goray.rpc.GeneratorItem
+	(*ErrorInfo)(nil),             // 50: goray.rpc.ErrorInfo
+	(*HostActorRequest)(nil),      // 51: goray.rpc.HostActorRequest
+	(*HostActorReply)(nil),        // 52: goray.rpc.HostActorReply
+	nil,                           // 53: goray.rpc.ActorSpec.ResourcesEntry
+	nil,                           // 54: goray.rpc.ActorInfo.ResourcesEntry
+	nil,                           // 55: goray.rpc.NodeInfo.ResourcesEntry
+	nil,                           // 56: goray.rpc.LeaseRequest.ResourcesEntry
+	nil,                           // 57: goray.rpc.GetResourcesReply.TotalEntry
+	nil,                           // 58: goray.rpc.GetResourcesReply.AvailableEntry
 }
 var file_goray_proto_depIdxs = []int32{
-	41, // 0: goray.rpc.ActorSpec.args:type_name -> goray.rpc.Arg
-	50, // 1: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	44, // 0: goray.rpc.ActorSpec.args:type_name -> goray.rpc.Arg
+	53, // 1: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
 	0,  // 2: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
-	51, // 3: goray.rpc.ActorInfo.resources:type_name -> goray.rpc.ActorInfo.ResourcesEntry
+	54, // 3: goray.rpc.ActorInfo.resources:type_name -> goray.rpc.ActorInfo.ResourcesEntry
 	5,  // 4: goray.rpc.ListActorsReply.actors:type_name -> goray.rpc.ActorInfo
-	52, // 5: goray.rpc.NodeInfo.resources:type_name -> goray.rpc.NodeInfo.ResourcesEntry
+	55, // 5: goray.rpc.NodeInfo.resources:type_name -> goray.rpc.NodeInfo.ResourcesEntry
 	11, // 6: goray.rpc.GetNodesReply.nodes:type_name -> goray.rpc.NodeInfo
-	53, // 7: goray.rpc.LeaseRequest.resources:type_name -> goray.rpc.LeaseRequest.ResourcesEntry
-	1,  // 8: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.Strategy
-	54, // 9: goray.rpc.GetResourcesReply.total:type_name -> goray.rpc.GetResourcesReply.TotalEntry
-	55, // 10: goray.rpc.GetResourcesReply.available:type_name -> goray.rpc.GetResourcesReply.AvailableEntry
-	44, // 11: goray.rpc.GetObjectReply.object:type_name -> goray.rpc.ReturnObject
-	40, // 12: goray.rpc.RingRequest.task:type_name -> goray.rpc.TaskSpec
-	45, // 13: goray.rpc.RingReply.reply:type_name -> goray.rpc.TaskReply
-	46, // 14: goray.rpc.RingReply.item:type_name -> goray.rpc.GeneratorItem
-	41, // 15: goray.rpc.TaskSpec.args:type_name -> goray.rpc.Arg
-	42, // 16: goray.rpc.Arg.nested:type_name -> goray.rpc.NestedRef
-	47, // 17: goray.rpc.ReturnObject.error:type_name -> goray.rpc.ErrorInfo
-	42, // 18: goray.rpc.ReturnObject.nested:type_name -> goray.rpc.NestedRef
-	44, // 19: goray.rpc.TaskReply.returns:type_name -> goray.rpc.ReturnObject
-	47, // 20: goray.rpc.TaskReply.error:type_name -> goray.rpc.ErrorInfo
-	44, // 21: goray.rpc.GeneratorItem.object:type_name -> goray.rpc.ReturnObject
-	2,  // 22: goray.rpc.ErrorInfo.kind:type_name -> goray.rpc.ErrorKind
-	3,  // 23: goray.rpc.HostActorRequest.spec:type_name -> goray.rpc.ActorSpec
-	47, // 24: goray.rpc.HostActorReply.error:type_name -> goray.rpc.ErrorInfo
-	11, // 25: goray.rpc.Gcs.RegisterNode:input_type -> goray.rpc.NodeInfo
-	13, // 26: goray.rpc.Gcs.GetNodes:input_type -> goray.rpc.GetNodesRequest
-	15, // 27: goray.rpc.Gcs.RegisterJob:input_type -> goray.rpc.RegisterJobRequest
-	3,  // 28: goray.rpc.Gcs.CreateActor:input_type -> goray.rpc.ActorSpec
-	6,  // 29: goray.rpc.Gcs.GetActor:input_type -> goray.rpc.GetActorRequest
-	7,  // 30: goray.rpc.Gcs.KillActor:input_type -> goray.rpc.KillActorRequest
-	9,  // 31: goray.rpc.Gcs.ListActors:input_type -> goray.rpc.ListActorsRequest
-	17, // 32: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	19, // 33: goray.rpc.Raylet.RequestLease:input_type -> goray.rpc.LeaseRequest
-	21, // 34: goray.rpc.Raylet.ReturnLease:input_type -> goray.rpc.ReturnLeaseRequest
-	23, // 35: goray.rpc.Raylet.KillWorker:input_type -> goray.rpc.KillWorkerRequest
-	25, // 36: goray.rpc.Raylet.SetBlocked:input_type -> goray.rpc.SetBlockedRequest
-	27, // 37: goray.rpc.Raylet.GetResources:input_type -> goray.rpc.GetResourcesRequest
-	30, // 38: goray.rpc.CoreWorker.Attach:input_type -> goray.rpc.AttachRequest
-	48, // 39: goray.rpc.CoreWorker.HostActor:input_type -> goray.rpc.HostActorRequest
-	32, // 40: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	34, // 41: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowerRequest
-	34, // 42: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowerRequest
-	43, // 43: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelTaskRequest
-	36, // 44: goray.rpc.CoreWorker.Exit:input_type -> goray.rpc.ExitRequest
-	12, // 45: goray.rpc.Gcs.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	14, // 46: goray.rpc.Gcs.GetNodes:output_type -> goray.rpc.GetNodesReply
-	16, // 47: goray.rpc.Gcs.RegisterJob:output_type -> goray.rpc.RegisterJobReply
-	4,  // 48: goray.rpc.Gcs.CreateActor:output_type -> goray.rpc.CreateActorReply
-	5,  // 49: goray.rpc.Gcs.GetActor:output_type -> goray.rpc.ActorInfo
-	8,  // 50: goray.rpc.Gcs.KillActor:output_type -> goray.rpc.KillActorReply
-	10, // 51: goray.rpc.Gcs.ListActors:output_type -> goray.rpc.ListActorsReply
-	18, // 52: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.RegisterWorkerReply
-	20, // 53: goray.rpc.Raylet.RequestLease:output_type -> goray.rpc.LeaseReply
-	22, // 54: goray.rpc.Raylet.ReturnLease:output_type -> goray.rpc.ReturnLeaseReply
-	24, // 55: goray.rpc.Raylet.KillWorker:output_type -> goray.rpc.KillWorkerReply
-	26, // 56: goray.rpc.Raylet.SetBlocked:output_type -> goray.rpc.SetBlockedReply
-	28, // 57: goray.rpc.Raylet.GetResources:output_type -> goray.rpc.GetResourcesReply
-	31, // 58: goray.rpc.CoreWorker.Attach:output_type -> goray.rpc.AttachReply
-	49, // 59: goray.rpc.CoreWorker.HostActor:output_type -> goray.rpc.HostActorReply
-	33, // 60: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	35, // 61: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.BorrowerReply
-	35, // 62: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.BorrowerReply
-	29, // 63: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.CancelTaskReply
-	37, // 64: goray.rpc.CoreWorker.Exit:output_type -> goray.rpc.ExitReply
-	45, // [45:65] is the sub-list for method output_type
-	25, // [25:45] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	16, // 7: goray.rpc.ListJobsReply.jobs:type_name -> goray.rpc.JobInfo
+	56, // 8: goray.rpc.LeaseRequest.resources:type_name -> goray.rpc.LeaseRequest.ResourcesEntry
+	1,  // 9: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.Strategy
+	57, // 10: goray.rpc.GetResourcesReply.total:type_name -> goray.rpc.GetResourcesReply.TotalEntry
+	58, // 11: goray.rpc.GetResourcesReply.available:type_name -> goray.rpc.GetResourcesReply.AvailableEntry
+	47, // 12: goray.rpc.GetObjectReply.object:type_name -> goray.rpc.ReturnObject
+	43, // 13: goray.rpc.RingRequest.task:type_name -> goray.rpc.TaskSpec
+	48, // 14: goray.rpc.RingReply.reply:type_name -> goray.rpc.TaskReply
+	49, // 15: goray.rpc.RingReply.item:type_name -> goray.rpc.GeneratorItem
+	44, // 16: goray.rpc.TaskSpec.args:type_name -> goray.rpc.Arg
+	45, // 17: goray.rpc.Arg.nested:type_name -> goray.rpc.NestedRef
+	50, // 18: goray.rpc.ReturnObject.error:type_name -> goray.rpc.ErrorInfo
+	45, // 19: goray.rpc.ReturnObject.nested:type_name -> goray.rpc.NestedRef
+	47, // 20: goray.rpc.TaskReply.returns:type_name -> goray.rpc.ReturnObject
+	50, // 21: goray.rpc.TaskReply.error:type_name -> goray.rpc.ErrorInfo
+	47, // 22: goray.rpc.GeneratorItem.object:type_name -> goray.rpc.ReturnObject
+	2,  // 23: goray.rpc.ErrorInfo.kind:type_name -> goray.rpc.ErrorKind
+	3,  // 24: goray.rpc.HostActorRequest.spec:type_name -> goray.rpc.ActorSpec
+	50, // 25: goray.rpc.HostActorReply.error:type_name -> goray.rpc.ErrorInfo
+	11, // 26: goray.rpc.Gcs.RegisterNode:input_type -> goray.rpc.NodeInfo
+	13, // 27: goray.rpc.Gcs.GetNodes:input_type -> goray.rpc.GetNodesRequest
+	15, // 28: goray.rpc.Gcs.RegisterJob:input_type -> goray.rpc.RegisterJobRequest
+	3,  // 29: goray.rpc.Gcs.CreateActor:input_type -> goray.rpc.ActorSpec
+	6,  // 30: goray.rpc.Gcs.GetActor:input_type -> goray.rpc.GetActorRequest
+	7,  // 31: goray.rpc.Gcs.KillActor:input_type -> goray.rpc.KillActorRequest
+	9,  // 32: goray.rpc.Gcs.ListActors:input_type -> goray.rpc.ListActorsRequest
+	17, // 33: goray.rpc.Gcs.ListJobs:input_type -> goray.rpc.ListJobsRequest
+	20, // 34: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	22, // 35: goray.rpc.Raylet.RequestLease:input_type -> goray.rpc.LeaseRequest
+	24, // 36: goray.rpc.Raylet.ReturnLease:input_type -> goray.rpc.ReturnLeaseRequest
+	26, // 37: goray.rpc.Raylet.KillWorker:input_type -> goray.rpc.KillWorkerRequest
+	28, // 38: goray.rpc.Raylet.SetBlocked:input_type -> goray.rpc.SetBlockedRequest
+	30, // 39: goray.rpc.Raylet.GetResources:input_type -> goray.rpc.GetResourcesRequest
+	33, // 40: goray.rpc.CoreWorker.Attach:input_type -> goray.rpc.AttachRequest
+	51, // 41: goray.rpc.CoreWorker.HostActor:input_type -> goray.rpc.HostActorRequest
+	35, // 42: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	37, // 43: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowerRequest
+	37, // 44: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowerRequest
+	46, // 45: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelTaskRequest
+	39, // 46: goray.rpc.CoreWorker.Exit:input_type -> goray.rpc.ExitRequest
+	12, // 47: goray.rpc.Gcs.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	14, // 48: goray.rpc.Gcs.GetNodes:output_type -> goray.rpc.GetNodesReply
+	19, // 49: goray.rpc.Gcs.RegisterJob:output_type -> goray.rpc.RegisterJobReply
+	4,  // 50: goray.rpc.Gcs.CreateActor:output_type -> goray.rpc.CreateActorReply
+	5,  // 51: goray.rpc.Gcs.GetActor:output_type -> goray.rpc.ActorInfo
+	8,  // 52: goray.rpc.Gcs.KillActor:output_type -> goray.rpc.KillActorReply
+	10, // 53: goray.rpc.Gcs.ListActors:output_type -> goray.rpc.ListActorsReply
+	18, // 54: goray.rpc.Gcs.ListJobs:output_type -> goray.rpc.ListJobsReply
+	21, // 55: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.RegisterWorkerReply
+	23, // 56: goray.rpc.Raylet.RequestLease:output_type -> goray.rpc.LeaseReply
+	25, // 57: goray.rpc.Raylet.ReturnLease:output_type -> goray.rpc.ReturnLeaseReply
+	27, // 58: goray.rpc.Raylet.KillWorker:output_type -> goray.rpc.KillWorkerReply
+	29, // 59: goray.rpc.Raylet.SetBlocked:output_type -> goray.rpc.SetBlockedReply
+	31, // 60: goray.rpc.Raylet.GetResources:output_type -> goray.rpc.GetResourcesReply
+	34, // 61: goray.rpc.CoreWorker.Attach:output_type -> goray.rpc.AttachReply
+	52, // 62: goray.rpc.CoreWorker.HostActor:output_type -> goray.rpc.HostActorReply
+	36, // 63: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	38, // 64: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.BorrowerReply
+	38, // 65: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.BorrowerReply
+	32, // 66: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.CancelTaskReply
+	40, // 67: goray.rpc.CoreWorker.Exit:output_type -> goray.rpc.ExitReply
+	47, // [47:68] is the sub-list for method output_type
+	26, // [26:47] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_goray_proto_init() }
@@ -3494,10 +3772,10 @@ func file_goray_proto_init() {
 	if File_goray_proto != nil {
 		return
 	}
-	file_goray_proto_msgTypes[35].OneofWrappers = []any{
+	file_goray_proto_msgTypes[38].OneofWrappers = []any{
 		(*RingRequest_Task)(nil),
 	}
-	file_goray_proto_msgTypes[36].OneofWrappers = []any{
+	file_goray_proto_msgTypes[39].OneofWrappers = []any{
 		(*RingReply_Reply)(nil),
 		(*RingReply_Item)(nil),
 	}
@@ -3507,7 +3785,7 @@ func file_goray_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_proto_rawDesc), len(file_goray_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   53,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

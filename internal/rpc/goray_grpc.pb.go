@@ -34,6 +34,7 @@ const (
 	Gcs_GetActor_FullMethodName     = "/goray.rpc.Gcs/GetActor"
 	Gcs_KillActor_FullMethodName    = "/goray.rpc.Gcs/KillActor"
 	Gcs_ListActors_FullMethodName   = "/goray.rpc.Gcs/ListActors"
+	Gcs_ListJobs_FullMethodName     = "/goray.rpc.Gcs/ListJobs"
 )
 
 // GcsClient is the client API for Gcs service.
@@ -59,6 +60,8 @@ type GcsClient interface {
 	KillActor(ctx context.Context, in *KillActorRequest, opts ...grpc.CallOption) (*KillActorReply, error)
 	// ListActors lists every actor the GCS knows.
 	ListActors(ctx context.Context, in *ListActorsRequest, opts ...grpc.CallOption) (*ListActorsReply, error)
+	// ListJobs lists the jobs (drivers) that registered.
+	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsReply, error)
 }
 
 type gcsClient struct {
@@ -139,6 +142,16 @@ func (c *gcsClient) ListActors(ctx context.Context, in *ListActorsRequest, opts 
 	return out, nil
 }
 
+func (c *gcsClient) ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListJobsReply)
+	err := c.cc.Invoke(ctx, Gcs_ListJobs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GcsServer is the server API for Gcs service.
 // All implementations must embed UnimplementedGcsServer
 // for forward compatibility.
@@ -162,6 +175,8 @@ type GcsServer interface {
 	KillActor(context.Context, *KillActorRequest) (*KillActorReply, error)
 	// ListActors lists every actor the GCS knows.
 	ListActors(context.Context, *ListActorsRequest) (*ListActorsReply, error)
+	// ListJobs lists the jobs (drivers) that registered.
+	ListJobs(context.Context, *ListJobsRequest) (*ListJobsReply, error)
 	mustEmbedUnimplementedGcsServer()
 }
 
@@ -192,6 +207,9 @@ func (UnimplementedGcsServer) KillActor(context.Context, *KillActorRequest) (*Ki
 }
 func (UnimplementedGcsServer) ListActors(context.Context, *ListActorsRequest) (*ListActorsReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListActors not implemented")
+}
+func (UnimplementedGcsServer) ListJobs(context.Context, *ListJobsRequest) (*ListJobsReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListJobs not implemented")
 }
 func (UnimplementedGcsServer) mustEmbedUnimplementedGcsServer() {}
 func (UnimplementedGcsServer) testEmbeddedByValue()             {}
@@ -340,6 +358,24 @@ func _Gcs_ListActors_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Gcs_ListJobs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListJobsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GcsServer).ListJobs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gcs_ListJobs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GcsServer).ListJobs(ctx, req.(*ListJobsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Gcs_ServiceDesc is the grpc.ServiceDesc for Gcs service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -374,6 +410,10 @@ var Gcs_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListActors",
 			Handler:    _Gcs_ListActors_Handler,
+		},
+		{
+			MethodName: "ListJobs",
+			Handler:    _Gcs_ListJobs_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -438,6 +438,7 @@ func (w *CoreWorker) requestLeaseLocked(k *keyQueue) {
 	req.LeaseId = []byte(id)
 	req.SubmitterAddress = w.cfg.Address
 	req.SubmitterPid = int32(w.self.PID)
+	req.JobId = w.cfg.JobID[:]
 	w.goBG(func() {
 		defer cancel()
 		rep, err := w.cfg.Raylet.RequestLease(ctx, req)
