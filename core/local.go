@@ -72,3 +72,11 @@ func (l localGcs) ListActors(ctx context.Context, in *rpc.ListActorsRequest, _ .
 func (l localGcs) ListJobs(ctx context.Context, in *rpc.ListJobsRequest, _ ...grpc.CallOption) (*rpc.ListJobsReply, error) {
 	return l.g.ListJobs(ctx, in)
 }
+
+func (l localGcs) ReportTaskEvents(ctx context.Context, in *rpc.ReportTaskEventsRequest, _ ...grpc.CallOption) (*rpc.ReportTaskEventsReply, error) {
+	return l.g.ReportTaskEvents(ctx, in)
+}
+
+func (l localGcs) ListTasks(ctx context.Context, in *rpc.ListTasksRequest, _ ...grpc.CallOption) (*rpc.ListTasksReply, error) {
+	return l.g.ListTasks(ctx, in)
+}

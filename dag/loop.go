@@ -157,7 +157,8 @@ func startLoopFn(ctx context.Context, spec loopSpec) (bool, error) {
 	lctx = context.WithValue(lctx, loopCtxKey{}, ctx) // the actor's task context: RuntimeFrom works in methods
 	h := &loopHandle{cancel: cancel, done: make(chan struct{})}
 	if spec.Profile {
-		h.prof = &profile{actor: ha.Class().Name + "(" + ha.ID().String()[:8] + ")"}
+		id := ha.ID()
+		h.prof = &profile{actor: ha.Class().Name + "(" + id.String()[:8] + ")", w: ha.Worker(), actorID: id[:], graph: spec.Graph}
 	}
 	loopsMu.Lock()
 	if _, dup := loops[spec.Graph]; dup {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/goray/goray/core"
 	"github.com/goray/goray/internal/bridge"
+	"github.com/goray/goray/internal/rpc"
+	"github.com/goray/goray/internal/worker"
 )
 
 // Event is one operation of one execution in one actor, recorded when the
@@ -29,6 +31,9 @@ const maxEvents = 1 << 16
 
 type profile struct {
 	mu      sync.Mutex
+	w       *worker.CoreWorker // also reports each event to the GCS (goray timeline)
+	actorID []byte
+	graph   string
 	actor   string
 	events  []Event
 	dropped int
@@ -38,6 +43,10 @@ type profile struct {
 // returns now (the next operation's start).
 func (p *profile) add(exec uint64, method, op string, start time.Time) time.Time {
 	now := time.Now()
+	if p.w != nil {
+		p.w.RecordEvent(&rpc.TaskEvent{Kind: "dag", Name: method + " " + op, Function: method, Op: op, Exec: exec,
+			ActorId: p.actorID, State: "FINISHED", StartUnixNs: start.UnixNano(), EndUnixNs: now.UnixNano(), TaskId: []byte(p.graph)})
+	}
 	p.mu.Lock()
 	if len(p.events) < maxEvents {
 		p.events = append(p.events, Event{Actor: p.actor, Method: method, Op: op, Exec: exec, Start: start, End: now})

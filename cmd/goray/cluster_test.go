@@ -3,12 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,6 +29,7 @@ import (
 var (
 	cliSquare = core.Register("cli.square", func(_ context.Context, x int) (int, error) { return x * x, nil })
 	cliClass  = actor.Register("cli.Counter", func(context.Context) (*cliCounter, error) { return &cliCounter{}, nil })
+	cliFail   = core.Register("cli.fail", func(context.Context) (int, error) { return 0, errors.New("cli task failed on purpose") })
 )
 
 type cliCounter struct{ n int }
@@ -150,9 +153,51 @@ func TestClusterCommands(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 
+	_, err = core.Get[int](ctx, cliFail.Remote(rt))
+	require.ErrorContains(t, err, "on purpose")
+
 	out, err = runBin(bin, env, "status")
 	require.NoError(t, err, out)
 	golden(t, "status.golden", mask(out))
+
+	// The state API: recent tasks (workers report them within 250 ms).
+	var tasks []map[string]string
+	require.Eventually(t, func() bool {
+		out, err = runBin(bin, env, "list", "tasks", "--format", "json")
+		return err == nil && json.Unmarshal([]byte(out), &tasks) == nil && len(tasks) >= 3
+	}, 10*time.Second, 50*time.Millisecond, "list tasks: %s", out)
+	names := map[string]string{}
+	for _, tk := range tasks {
+		names[tk["name"]] = tk["state"] + " " + tk["kind"]
+	}
+	require.Equal(t, "FINISHED task", names["cli.square"])
+	require.Equal(t, "FINISHED actor_call", names["cli.Counter.Incr"])
+	require.Equal(t, "FAILED task", names["cli.fail"])
+	out, err = runBin(bin, env, "summary", "tasks", "--format", "json")
+	require.NoError(t, err, out)
+	golden(t, "summary_tasks.golden", regexp.MustCompile(`"mean_ms": "[0-9.]+"`).ReplaceAllString(out, `"mean_ms": "<ms>"`))
+	out, err = runBin(bin, env, "summary", "actors")
+	require.NoError(t, err, out)
+	golden(t, "summary_actors.golden", out)
+
+	// The timeline parses as Chrome trace events.
+	trace := filepath.Join(tmp, "trace.json")
+	out, err = runBin(bin, env, "timeline", "-o", trace)
+	require.NoError(t, err, out)
+	b, err := os.ReadFile(trace)
+	require.NoError(t, err)
+	var evs []map[string]any
+	require.NoError(t, json.Unmarshal(b, &evs))
+	require.GreaterOrEqual(t, len(evs), 3)
+	for _, e := range evs {
+		require.Equal(t, "X", e["ph"])
+		require.Greater(t, e["ts"].(float64), 0.0)
+		require.GreaterOrEqual(t, e["dur"].(float64), 0.0)
+		for _, k := range []string{"name", "cat", "pid", "tid", "args"} {
+			require.Contains(t, e, k)
+		}
+	}
+	golden(t, "timeline_event.golden", timelineShape(evs[0]))
 
 	out, err = runBin(bin, env, "list", "actors", "--format", "json", "--filter", "state=ALIVE")
 	require.NoError(t, err, out)
@@ -175,7 +220,7 @@ func TestClusterCommands(t *testing.T) {
 	require.NoError(t, err, out)
 	require.Contains(t, out, "NODE_ID")
 	require.Contains(t, out, "CPU=2")
-	out, err = runBin(bin, env, "list", "tasks")
+	out, err = runBin(bin, env, "list", "objects")
 	require.Error(t, err)
 	require.Contains(t, out, "not built yet")
 	out, err = runBin(bin, env, "list", "actors", "--filter", "colour=red")
@@ -200,13 +245,35 @@ func TestClusterCommands(t *testing.T) {
 	out, err = runBin(bin, env, "status")
 	require.Error(t, err)
 	require.Contains(t, out, "no goray cluster is running")
-	for name := range shmSegments() {
-		require.True(t, before[name], "shared memory left behind: %s", name)
-	}
+	// Orphaned workers remove what they made as they exit: give them a moment.
+	var left []string
+	require.Eventually(t, func() bool {
+		left = left[:0]
+		for name := range shmSegments() {
+			if !before[name] {
+				left = append(left, name)
+			}
+		}
+		return len(left) == 0
+	}, 5*time.Second, 20*time.Millisecond, "shared memory left behind: %v", left)
 	_, err = os.Stat(core.SessionDir(addr))
 	require.True(t, os.IsNotExist(err), "session directory removed")
 	// No process of the head's is left (its workers die with it).
 	require.Eventually(t, func() bool {
 		return syscall.Kill(headPID, 0) != nil
 	}, 5*time.Second, 20*time.Millisecond)
+}
+
+// timelineShape is an event's keys and value types: what Perfetto needs.
+func timelineShape(e map[string]any) string {
+	var b strings.Builder
+	keys := make([]string, 0, len(e))
+	for k := range e {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s: %T\n", k, e[k])
+	}
+	return b.String()
 }

@@ -49,6 +49,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
-	root.AddCommand(newMicrobenchmarkCmd(), newVersionCmd(), newStartCmd(), newStopCmd(), newStatusCmd(), newListCmd())
+	root.AddCommand(newMicrobenchmarkCmd(), newVersionCmd(), newStartCmd(), newStopCmd(), newStatusCmd(), newListCmd(), newSummaryCmd(), newTimelineCmd())
 	return root
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -147,8 +148,8 @@ func newListCmd() *cobra.Command {
 	var addrFlag, format string
 	var filters []string
 	cmd := &cobra.Command{
-		Use:   "list nodes|jobs|actors",
-		Short: "List the cluster's nodes, jobs or actors",
+		Use:   "list nodes|jobs|actors|tasks",
+		Short: "List the cluster's nodes, jobs, actors or recent tasks",
 		Example: `  goray list actors
   goray list actors --filter state=ALIVE --format json
   goray list jobs`,
@@ -171,11 +172,11 @@ func newListCmd() *cobra.Command {
 			var cols []string
 			var rows []map[string]string
 			switch args[0] {
-			case "nodes", "jobs", "actors":
-			case "tasks", "objects", "placement-groups":
-				return fmt.Errorf("goray list %s is not built yet: nodes, jobs and actors are", args[0])
+			case "nodes", "jobs", "actors", "tasks":
+			case "objects", "placement-groups":
+				return fmt.Errorf("goray list %s is not built yet: nodes, jobs, actors and tasks are", args[0])
 			default:
-				return fmt.Errorf("goray list %q: want nodes, jobs or actors", args[0])
+				return fmt.Errorf("goray list %q: want nodes, jobs, actors or tasks", args[0])
 			}
 			c, err := dialCluster(ctx, addrFlag)
 			if err != nil {
@@ -225,6 +226,21 @@ func newListCmd() *cobra.Command {
 					rows = append(rows, map[string]string{"actor_id": hex.EncodeToString(a.ActorId), "class": a.Class, "name": a.Name,
 						"namespace": a.Namespace, "state": actorState(a.State), "pid": fmt.Sprint(a.Pid),
 						"restarts": fmt.Sprint(a.NumRestarts), "death_cause": a.DeathCause})
+				}
+			}
+			if args[0] == "tasks" {
+				cols = []string{"task_id", "name", "kind", "state", "pid", "duration_ms", "error"}
+				r, err := c.gcs.ListTasks(ctx, &rpc.ListTasksRequest{})
+				if err != nil {
+					return err
+				}
+				for _, e := range r.Events {
+					if e.Kind == "dag" {
+						continue // graph operations: goray timeline shows them
+					}
+					rows = append(rows, map[string]string{"task_id": hex.EncodeToString(e.TaskId), "name": e.Name, "kind": e.Kind,
+						"state": e.State, "pid": fmt.Sprint(e.Pid), "duration_ms": fmt.Sprintf("%.3f", float64(e.EndUnixNs-e.StartUnixNs)/1e6),
+						"error": e.Error})
 				}
 			}
 			for k := range want {
@@ -284,4 +300,175 @@ func printRows(w io.Writer, format string, cols []string, rows []map[string]stri
 	t.Render()
 	fmt.Fprintf(w, "%d rows\n", len(rows))
 	return nil
+}
+
+// ---------------------------------------------------------------- summary
+
+func newSummaryCmd() *cobra.Command {
+	var addrFlag, format string
+	cmd := &cobra.Command{
+		Use:       "summary tasks|actors",
+		Short:     "Summarise recent tasks by function, or actors by class",
+		Example:   "  goray summary tasks\n  goray summary actors --format json",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"tasks", "actors"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "table" && format != "json" {
+				return fmt.Errorf("--format %q: want table or json", format)
+			}
+			if args[0] != "tasks" && args[0] != "actors" {
+				return fmt.Errorf("goray summary %q: want tasks or actors", args[0])
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			c, err := dialCluster(ctx, addrFlag)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			var cols []string
+			var rows []map[string]string
+			if args[0] == "tasks" {
+				cols = []string{"function", "kind", "finished", "failed", "mean_ms"}
+				r, err := c.gcs.ListTasks(ctx, &rpc.ListTasksRequest{})
+				if err != nil {
+					return err
+				}
+				type agg struct {
+					kind             string
+					finished, failed int
+					total            int64
+				}
+				by := map[string]*agg{}
+				for _, e := range r.Events {
+					if e.Kind == "dag" {
+						continue
+					}
+					a := by[e.Function]
+					if a == nil {
+						a = &agg{kind: e.Kind}
+						by[e.Function] = a
+					}
+					if e.State == "FAILED" {
+						a.failed++
+					} else {
+						a.finished++
+					}
+					a.total += e.EndUnixNs - e.StartUnixNs
+				}
+				for _, f := range slices.Sorted(maps.Keys(by)) {
+					a := by[f]
+					rows = append(rows, map[string]string{"function": f, "kind": a.kind, "finished": fmt.Sprint(a.finished),
+						"failed": fmt.Sprint(a.failed), "mean_ms": fmt.Sprintf("%.3f", float64(a.total)/float64(a.finished+a.failed)/1e6)})
+				}
+			} else {
+				cols = []string{"class", "alive", "pending", "restarting", "dead"}
+				r, err := c.gcs.ListActors(ctx, &rpc.ListActorsRequest{})
+				if err != nil {
+					return err
+				}
+				by := map[string]map[string]int{}
+				for _, a := range r.Actors {
+					if by[a.Class] == nil {
+						by[a.Class] = map[string]int{}
+					}
+					by[a.Class][strings.ToLower(actorState(a.State))]++
+				}
+				for _, cl := range slices.Sorted(maps.Keys(by)) {
+					row := map[string]string{"class": cl}
+					for _, s := range cols[1:] {
+						row[s] = fmt.Sprint(by[cl][s])
+					}
+					rows = append(rows, row)
+				}
+			}
+			return printRows(cmd.OutOrStdout(), format, cols, rows)
+		},
+	}
+	cmd.Flags().StringVar(&addrFlag, "address", "", "the cluster's address (default: the running head's)")
+	cmd.Flags().StringVar(&format, "format", "table", "table or json")
+	return cmd
+}
+
+// ---------------------------------------------------------------- timeline
+
+// traceEvent is one Chrome trace event ("X": a complete event), as
+// Perfetto and chrome://tracing read them.
+type traceEvent struct {
+	Name string            `json:"name"`
+	Cat  string            `json:"cat"`
+	Ph   string            `json:"ph"`
+	Ts   float64           `json:"ts"`  // µs
+	Dur  float64           `json:"dur"` // µs
+	Pid  string            `json:"pid"` // the node
+	Tid  int32             `json:"tid"` // the worker process
+	Args map[string]string `json:"args,omitempty"`
+}
+
+func newTimelineCmd() *cobra.Command {
+	var addrFlag, out string
+	cmd := &cobra.Command{
+		Use:   "timeline",
+		Short: "Write recent tasks, actor calls and compiled-graph operations as a Chrome trace (view in Perfetto)",
+		Long: `Write the cluster's recent task events as Chrome trace JSON: one event per
+task, actor call, and compiled-graph operation (READ, COMPUTE, WRITE, for graphs
+compiled with dag.Profiling()), on a row per worker process. Open the file in
+https://ui.perfetto.dev or chrome://tracing.`,
+		Example: "  goray timeline -o trace.json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			c, err := dialCluster(ctx, addrFlag)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			r, err := c.gcs.ListTasks(ctx, &rpc.ListTasksRequest{})
+			if err != nil {
+				return err
+			}
+			evs := traceEvents(r.Events)
+			w := cmd.OutOrStdout()
+			if out != "" && out != "-" {
+				f, err := os.Create(out)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			enc := json.NewEncoder(w)
+			if err := enc.Encode(evs); err != nil {
+				return err
+			}
+			if out != "" && out != "-" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "wrote %d events to %s\n", len(evs), out)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addrFlag, "address", "", "the cluster's address (default: the running head's)")
+	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (default: standard output)")
+	return cmd
+}
+
+func traceEvents(in []*rpc.TaskEvent) []traceEvent {
+	out := make([]traceEvent, 0, len(in))
+	for _, e := range in {
+		te := traceEvent{Name: e.Name, Cat: e.Kind, Ph: "X", Ts: float64(e.StartUnixNs) / 1e3,
+			Dur: float64(e.EndUnixNs-e.StartUnixNs) / 1e3, Pid: "node " + shortHex(e.NodeId), Tid: e.Pid,
+			Args: map[string]string{"state": e.State, "function": e.Function}}
+		if e.Kind == "dag" {
+			te.Args["exec"] = fmt.Sprint(e.Exec)
+			te.Args["op"] = e.Op
+		} else {
+			te.Args["task_id"] = hex.EncodeToString(e.TaskId)
+		}
+		if e.Error != "" {
+			te.Args["error"] = e.Error
+		}
+		out = append(out, te)
+	}
+	return out
 }

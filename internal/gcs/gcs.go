@@ -30,6 +30,10 @@ type Server struct {
 	jobs    []*rpc.JobInfo
 	jobEnv  map[string][]string // job ID → its workers' environment
 	actors  *actors             // nil until EnableActors
+
+	events        []*rpc.TaskEvent // recent task events: a ring once full
+	eventHead     int              // the oldest, once full
+	eventsDropped uint64
 }
 
 // New returns an empty GCS.

@@ -3317,6 +3317,347 @@ func (x *HostActorReply) GetError() *ErrorInfo {
 	return nil
 }
 
+// TaskEvent is one finished task, actor call or compiled-graph operation.
+type TaskEvent struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        []byte                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Function      string                 `protobuf:"bytes,3,opt,name=function,proto3" json:"function,omitempty"` // the function, or Class.method
+	JobId         []byte                 `protobuf:"bytes,4,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	ActorId       []byte                 `protobuf:"bytes,5,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	WorkerId      string                 `protobuf:"bytes,6,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Pid           int32                  `protobuf:"varint,7,opt,name=pid,proto3" json:"pid,omitempty"`
+	NodeId        []byte                 `protobuf:"bytes,8,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	State         string                 `protobuf:"bytes,9,opt,name=state,proto3" json:"state,omitempty"` // FINISHED or FAILED
+	StartUnixNs   int64                  `protobuf:"varint,10,opt,name=start_unix_ns,json=startUnixNs,proto3" json:"start_unix_ns,omitempty"`
+	EndUnixNs     int64                  `protobuf:"varint,11,opt,name=end_unix_ns,json=endUnixNs,proto3" json:"end_unix_ns,omitempty"`
+	Error         string                 `protobuf:"bytes,12,opt,name=error,proto3" json:"error,omitempty"`
+	Attempt       uint32                 `protobuf:"varint,13,opt,name=attempt,proto3" json:"attempt,omitempty"`
+	Kind          string                 `protobuf:"bytes,14,opt,name=kind,proto3" json:"kind,omitempty"`  // task, actor_call, or dag (a graph operation)
+	Exec          uint64                 `protobuf:"varint,15,opt,name=exec,proto3" json:"exec,omitempty"` // dag: the execution
+	Op            string                 `protobuf:"bytes,16,opt,name=op,proto3" json:"op,omitempty"`      // dag: READ, COMPUTE or WRITE
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskEvent) Reset() {
+	*x = TaskEvent{}
+	mi := &file_goray_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskEvent) ProtoMessage() {}
+
+func (x *TaskEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskEvent.ProtoReflect.Descriptor instead.
+func (*TaskEvent) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *TaskEvent) GetTaskId() []byte {
+	if x != nil {
+		return x.TaskId
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetFunction() string {
+	if x != nil {
+		return x.Function
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetJobId() []byte {
+	if x != nil {
+		return x.JobId
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+func (x *TaskEvent) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetStartUnixNs() int64 {
+	if x != nil {
+		return x.StartUnixNs
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetEndUnixNs() int64 {
+	if x != nil {
+		return x.EndUnixNs
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetAttempt() uint32 {
+	if x != nil {
+		return x.Attempt
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *TaskEvent) GetExec() uint64 {
+	if x != nil {
+		return x.Exec
+	}
+	return 0
+}
+
+func (x *TaskEvent) GetOp() string {
+	if x != nil {
+		return x.Op
+	}
+	return ""
+}
+
+type ReportTaskEventsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*TaskEvent           `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportTaskEventsRequest) Reset() {
+	*x = ReportTaskEventsRequest{}
+	mi := &file_goray_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportTaskEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportTaskEventsRequest) ProtoMessage() {}
+
+func (x *ReportTaskEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportTaskEventsRequest.ProtoReflect.Descriptor instead.
+func (*ReportTaskEventsRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *ReportTaskEventsRequest) GetEvents() []*TaskEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+type ReportTaskEventsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReportTaskEventsReply) Reset() {
+	*x = ReportTaskEventsReply{}
+	mi := &file_goray_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReportTaskEventsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReportTaskEventsReply) ProtoMessage() {}
+
+func (x *ReportTaskEventsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReportTaskEventsReply.ProtoReflect.Descriptor instead.
+func (*ReportTaskEventsReply) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{52}
+}
+
+type ListTasksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Limit         uint32                 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksRequest) Reset() {
+	*x = ListTasksRequest{}
+	mi := &file_goray_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksRequest) ProtoMessage() {}
+
+func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
+func (*ListTasksRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ListTasksRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type ListTasksReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Events        []*TaskEvent           `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	Dropped       uint64                 `protobuf:"varint,2,opt,name=dropped,proto3" json:"dropped,omitempty"` // events older than the table's bound
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTasksReply) Reset() {
+	*x = ListTasksReply{}
+	mi := &file_goray_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTasksReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTasksReply) ProtoMessage() {}
+
+func (x *ListTasksReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTasksReply.ProtoReflect.Descriptor instead.
+func (*ListTasksReply) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ListTasksReply) GetEvents() []*TaskEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListTasksReply) GetDropped() uint64 {
+	if x != nil {
+		return x.Dropped
+	}
+	return 0
+}
+
 var File_goray_proto protoreflect.FileDescriptor
 
 const file_goray_proto_rawDesc = "" +
@@ -3564,7 +3905,33 @@ const file_goray_proto_rawDesc = "" +
 	"\agpu_ids\x18\x02 \x03(\x05R\x06gpuIds\x12 \n" +
 	"\vincarnation\x18\x03 \x01(\rR\vincarnation\"<\n" +
 	"\x0eHostActorReply\x12*\n" +
-	"\x05error\x18\x01 \x01(\v2\x14.goray.rpc.ErrorInfoR\x05error*V\n" +
+	"\x05error\x18\x01 \x01(\v2\x14.goray.rpc.ErrorInfoR\x05error\"\x90\x03\n" +
+	"\tTaskEvent\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\bfunction\x18\x03 \x01(\tR\bfunction\x12\x15\n" +
+	"\x06job_id\x18\x04 \x01(\fR\x05jobId\x12\x19\n" +
+	"\bactor_id\x18\x05 \x01(\fR\aactorId\x12\x1b\n" +
+	"\tworker_id\x18\x06 \x01(\tR\bworkerId\x12\x10\n" +
+	"\x03pid\x18\a \x01(\x05R\x03pid\x12\x17\n" +
+	"\anode_id\x18\b \x01(\fR\x06nodeId\x12\x14\n" +
+	"\x05state\x18\t \x01(\tR\x05state\x12\"\n" +
+	"\rstart_unix_ns\x18\n" +
+	" \x01(\x03R\vstartUnixNs\x12\x1e\n" +
+	"\vend_unix_ns\x18\v \x01(\x03R\tendUnixNs\x12\x14\n" +
+	"\x05error\x18\f \x01(\tR\x05error\x12\x18\n" +
+	"\aattempt\x18\r \x01(\rR\aattempt\x12\x12\n" +
+	"\x04kind\x18\x0e \x01(\tR\x04kind\x12\x12\n" +
+	"\x04exec\x18\x0f \x01(\x04R\x04exec\x12\x0e\n" +
+	"\x02op\x18\x10 \x01(\tR\x02op\"G\n" +
+	"\x17ReportTaskEventsRequest\x12,\n" +
+	"\x06events\x18\x01 \x03(\v2\x14.goray.rpc.TaskEventR\x06events\"\x17\n" +
+	"\x15ReportTaskEventsReply\"(\n" +
+	"\x10ListTasksRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\"X\n" +
+	"\x0eListTasksReply\x12,\n" +
+	"\x06events\x18\x01 \x03(\v2\x14.goray.rpc.TaskEventR\x06events\x12\x18\n" +
+	"\adropped\x18\x02 \x01(\x04R\adropped*V\n" +
 	"\n" +
 	"ActorState\x12\x11\n" +
 	"\rACTOR_PENDING\x10\x00\x12\x0f\n" +
@@ -3585,7 +3952,7 @@ const file_goray_proto_rawDesc = "" +
 	"\x11ERROR_OBJECT_LOST\x10\x05\x12\x1b\n" +
 	"\x17ERROR_OBJECT_STORE_FULL\x10\x06\x12\x10\n" +
 	"\fERROR_SYSTEM\x10\a\x12\x14\n" +
-	"\x10ERROR_ACTOR_DIED\x10\b2\xa4\x04\n" +
+	"\x10ERROR_ACTOR_DIED\x10\b2\xc3\x05\n" +
 	"\x03Gcs\x12A\n" +
 	"\fRegisterNode\x12\x13.goray.rpc.NodeInfo\x1a\x1c.goray.rpc.RegisterNodeReply\x12@\n" +
 	"\bGetNodes\x12\x1a.goray.rpc.GetNodesRequest\x1a\x18.goray.rpc.GetNodesReply\x12I\n" +
@@ -3595,7 +3962,9 @@ const file_goray_proto_rawDesc = "" +
 	"\tKillActor\x12\x1b.goray.rpc.KillActorRequest\x1a\x19.goray.rpc.KillActorReply\x12F\n" +
 	"\n" +
 	"ListActors\x12\x1c.goray.rpc.ListActorsRequest\x1a\x1a.goray.rpc.ListActorsReply\x12@\n" +
-	"\bListJobs\x12\x1a.goray.rpc.ListJobsRequest\x1a\x18.goray.rpc.ListJobsReply2\xc5\x03\n" +
+	"\bListJobs\x12\x1a.goray.rpc.ListJobsRequest\x1a\x18.goray.rpc.ListJobsReply\x12X\n" +
+	"\x10ReportTaskEvents\x12\".goray.rpc.ReportTaskEventsRequest\x1a .goray.rpc.ReportTaskEventsReply\x12C\n" +
+	"\tListTasks\x12\x1b.goray.rpc.ListTasksRequest\x1a\x19.goray.rpc.ListTasksReply2\xc5\x03\n" +
 	"\x06Raylet\x12R\n" +
 	"\x0eRegisterWorker\x12 .goray.rpc.RegisterWorkerRequest\x1a\x1e.goray.rpc.RegisterWorkerReply\x12>\n" +
 	"\fRequestLease\x12\x17.goray.rpc.LeaseRequest\x1a\x15.goray.rpc.LeaseReply\x12I\n" +
@@ -3629,81 +3998,86 @@ func file_goray_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
+var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_goray_proto_goTypes = []any{
-	(ActorState)(0),               // 0: goray.rpc.ActorState
-	(Strategy)(0),                 // 1: goray.rpc.Strategy
-	(ErrorKind)(0),                // 2: goray.rpc.ErrorKind
-	(*ActorSpec)(nil),             // 3: goray.rpc.ActorSpec
-	(*CreateActorReply)(nil),      // 4: goray.rpc.CreateActorReply
-	(*ActorInfo)(nil),             // 5: goray.rpc.ActorInfo
-	(*GetActorRequest)(nil),       // 6: goray.rpc.GetActorRequest
-	(*KillActorRequest)(nil),      // 7: goray.rpc.KillActorRequest
-	(*KillActorReply)(nil),        // 8: goray.rpc.KillActorReply
-	(*ListActorsRequest)(nil),     // 9: goray.rpc.ListActorsRequest
-	(*ListActorsReply)(nil),       // 10: goray.rpc.ListActorsReply
-	(*NodeInfo)(nil),              // 11: goray.rpc.NodeInfo
-	(*RegisterNodeReply)(nil),     // 12: goray.rpc.RegisterNodeReply
-	(*GetNodesRequest)(nil),       // 13: goray.rpc.GetNodesRequest
-	(*GetNodesReply)(nil),         // 14: goray.rpc.GetNodesReply
-	(*RegisterJobRequest)(nil),    // 15: goray.rpc.RegisterJobRequest
-	(*JobInfo)(nil),               // 16: goray.rpc.JobInfo
-	(*ListJobsRequest)(nil),       // 17: goray.rpc.ListJobsRequest
-	(*ListJobsReply)(nil),         // 18: goray.rpc.ListJobsReply
-	(*RegisterJobReply)(nil),      // 19: goray.rpc.RegisterJobReply
-	(*RegisterWorkerRequest)(nil), // 20: goray.rpc.RegisterWorkerRequest
-	(*RegisterWorkerReply)(nil),   // 21: goray.rpc.RegisterWorkerReply
-	(*LeaseRequest)(nil),          // 22: goray.rpc.LeaseRequest
-	(*LeaseReply)(nil),            // 23: goray.rpc.LeaseReply
-	(*ReturnLeaseRequest)(nil),    // 24: goray.rpc.ReturnLeaseRequest
-	(*ReturnLeaseReply)(nil),      // 25: goray.rpc.ReturnLeaseReply
-	(*KillWorkerRequest)(nil),     // 26: goray.rpc.KillWorkerRequest
-	(*KillWorkerReply)(nil),       // 27: goray.rpc.KillWorkerReply
-	(*SetBlockedRequest)(nil),     // 28: goray.rpc.SetBlockedRequest
-	(*SetBlockedReply)(nil),       // 29: goray.rpc.SetBlockedReply
-	(*GetResourcesRequest)(nil),   // 30: goray.rpc.GetResourcesRequest
-	(*GetResourcesReply)(nil),     // 31: goray.rpc.GetResourcesReply
-	(*CancelTaskReply)(nil),       // 32: goray.rpc.CancelTaskReply
-	(*AttachRequest)(nil),         // 33: goray.rpc.AttachRequest
-	(*AttachReply)(nil),           // 34: goray.rpc.AttachReply
-	(*GetObjectRequest)(nil),      // 35: goray.rpc.GetObjectRequest
-	(*GetObjectReply)(nil),        // 36: goray.rpc.GetObjectReply
-	(*BorrowerRequest)(nil),       // 37: goray.rpc.BorrowerRequest
-	(*BorrowerReply)(nil),         // 38: goray.rpc.BorrowerReply
-	(*ExitRequest)(nil),           // 39: goray.rpc.ExitRequest
-	(*ExitReply)(nil),             // 40: goray.rpc.ExitReply
-	(*RingRequest)(nil),           // 41: goray.rpc.RingRequest
-	(*RingReply)(nil),             // 42: goray.rpc.RingReply
-	(*TaskSpec)(nil),              // 43: goray.rpc.TaskSpec
-	(*Arg)(nil),                   // 44: goray.rpc.Arg
-	(*NestedRef)(nil),             // 45: goray.rpc.NestedRef
-	(*CancelTaskRequest)(nil),     // 46: goray.rpc.CancelTaskRequest
-	(*ReturnObject)(nil),          // 47: goray.rpc.ReturnObject
-	(*TaskReply)(nil),             // 48: goray.rpc.TaskReply
-	(*GeneratorItem)(nil),         // 49: goray.rpc.GeneratorItem
-	(*ErrorInfo)(nil),             // 50: goray.rpc.ErrorInfo
-	(*HostActorRequest)(nil),      // 51: goray.rpc.HostActorRequest
-	(*HostActorReply)(nil),        // 52: goray.rpc.HostActorReply
-	nil,                           // 53: goray.rpc.ActorSpec.ResourcesEntry
-	nil,                           // 54: goray.rpc.ActorInfo.ResourcesEntry
-	nil,                           // 55: goray.rpc.NodeInfo.ResourcesEntry
-	nil,                           // 56: goray.rpc.LeaseRequest.ResourcesEntry
-	nil,                           // 57: goray.rpc.GetResourcesReply.TotalEntry
-	nil,                           // 58: goray.rpc.GetResourcesReply.AvailableEntry
+	(ActorState)(0),                 // 0: goray.rpc.ActorState
+	(Strategy)(0),                   // 1: goray.rpc.Strategy
+	(ErrorKind)(0),                  // 2: goray.rpc.ErrorKind
+	(*ActorSpec)(nil),               // 3: goray.rpc.ActorSpec
+	(*CreateActorReply)(nil),        // 4: goray.rpc.CreateActorReply
+	(*ActorInfo)(nil),               // 5: goray.rpc.ActorInfo
+	(*GetActorRequest)(nil),         // 6: goray.rpc.GetActorRequest
+	(*KillActorRequest)(nil),        // 7: goray.rpc.KillActorRequest
+	(*KillActorReply)(nil),          // 8: goray.rpc.KillActorReply
+	(*ListActorsRequest)(nil),       // 9: goray.rpc.ListActorsRequest
+	(*ListActorsReply)(nil),         // 10: goray.rpc.ListActorsReply
+	(*NodeInfo)(nil),                // 11: goray.rpc.NodeInfo
+	(*RegisterNodeReply)(nil),       // 12: goray.rpc.RegisterNodeReply
+	(*GetNodesRequest)(nil),         // 13: goray.rpc.GetNodesRequest
+	(*GetNodesReply)(nil),           // 14: goray.rpc.GetNodesReply
+	(*RegisterJobRequest)(nil),      // 15: goray.rpc.RegisterJobRequest
+	(*JobInfo)(nil),                 // 16: goray.rpc.JobInfo
+	(*ListJobsRequest)(nil),         // 17: goray.rpc.ListJobsRequest
+	(*ListJobsReply)(nil),           // 18: goray.rpc.ListJobsReply
+	(*RegisterJobReply)(nil),        // 19: goray.rpc.RegisterJobReply
+	(*RegisterWorkerRequest)(nil),   // 20: goray.rpc.RegisterWorkerRequest
+	(*RegisterWorkerReply)(nil),     // 21: goray.rpc.RegisterWorkerReply
+	(*LeaseRequest)(nil),            // 22: goray.rpc.LeaseRequest
+	(*LeaseReply)(nil),              // 23: goray.rpc.LeaseReply
+	(*ReturnLeaseRequest)(nil),      // 24: goray.rpc.ReturnLeaseRequest
+	(*ReturnLeaseReply)(nil),        // 25: goray.rpc.ReturnLeaseReply
+	(*KillWorkerRequest)(nil),       // 26: goray.rpc.KillWorkerRequest
+	(*KillWorkerReply)(nil),         // 27: goray.rpc.KillWorkerReply
+	(*SetBlockedRequest)(nil),       // 28: goray.rpc.SetBlockedRequest
+	(*SetBlockedReply)(nil),         // 29: goray.rpc.SetBlockedReply
+	(*GetResourcesRequest)(nil),     // 30: goray.rpc.GetResourcesRequest
+	(*GetResourcesReply)(nil),       // 31: goray.rpc.GetResourcesReply
+	(*CancelTaskReply)(nil),         // 32: goray.rpc.CancelTaskReply
+	(*AttachRequest)(nil),           // 33: goray.rpc.AttachRequest
+	(*AttachReply)(nil),             // 34: goray.rpc.AttachReply
+	(*GetObjectRequest)(nil),        // 35: goray.rpc.GetObjectRequest
+	(*GetObjectReply)(nil),          // 36: goray.rpc.GetObjectReply
+	(*BorrowerRequest)(nil),         // 37: goray.rpc.BorrowerRequest
+	(*BorrowerReply)(nil),           // 38: goray.rpc.BorrowerReply
+	(*ExitRequest)(nil),             // 39: goray.rpc.ExitRequest
+	(*ExitReply)(nil),               // 40: goray.rpc.ExitReply
+	(*RingRequest)(nil),             // 41: goray.rpc.RingRequest
+	(*RingReply)(nil),               // 42: goray.rpc.RingReply
+	(*TaskSpec)(nil),                // 43: goray.rpc.TaskSpec
+	(*Arg)(nil),                     // 44: goray.rpc.Arg
+	(*NestedRef)(nil),               // 45: goray.rpc.NestedRef
+	(*CancelTaskRequest)(nil),       // 46: goray.rpc.CancelTaskRequest
+	(*ReturnObject)(nil),            // 47: goray.rpc.ReturnObject
+	(*TaskReply)(nil),               // 48: goray.rpc.TaskReply
+	(*GeneratorItem)(nil),           // 49: goray.rpc.GeneratorItem
+	(*ErrorInfo)(nil),               // 50: goray.rpc.ErrorInfo
+	(*HostActorRequest)(nil),        // 51: goray.rpc.HostActorRequest
+	(*HostActorReply)(nil),          // 52: goray.rpc.HostActorReply
+	(*TaskEvent)(nil),               // 53: goray.rpc.TaskEvent
+	(*ReportTaskEventsRequest)(nil), // 54: goray.rpc.ReportTaskEventsRequest
+	(*ReportTaskEventsReply)(nil),   // 55: goray.rpc.ReportTaskEventsReply
+	(*ListTasksRequest)(nil),        // 56: goray.rpc.ListTasksRequest
+	(*ListTasksReply)(nil),          // 57: goray.rpc.ListTasksReply
+	nil,                             // 58: goray.rpc.ActorSpec.ResourcesEntry
+	nil,                             // 59: goray.rpc.ActorInfo.ResourcesEntry
+	nil,                             // 60: goray.rpc.NodeInfo.ResourcesEntry
+	nil,                             // 61: goray.rpc.LeaseRequest.ResourcesEntry
+	nil,                             // 62: goray.rpc.GetResourcesReply.TotalEntry
+	nil,                             // 63: goray.rpc.GetResourcesReply.AvailableEntry
 }
 var file_goray_proto_depIdxs = []int32{
 	44, // 0: goray.rpc.ActorSpec.args:type_name -> goray.rpc.Arg
-	53, // 1: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	58, // 1: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
 	0,  // 2: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
-	54, // 3: goray.rpc.ActorInfo.resources:type_name -> goray.rpc.ActorInfo.ResourcesEntry
+	59, // 3: goray.rpc.ActorInfo.resources:type_name -> goray.rpc.ActorInfo.ResourcesEntry
 	5,  // 4: goray.rpc.ListActorsReply.actors:type_name -> goray.rpc.ActorInfo
-	55, // 5: goray.rpc.NodeInfo.resources:type_name -> goray.rpc.NodeInfo.ResourcesEntry
+	60, // 5: goray.rpc.NodeInfo.resources:type_name -> goray.rpc.NodeInfo.ResourcesEntry
 	11, // 6: goray.rpc.GetNodesReply.nodes:type_name -> goray.rpc.NodeInfo
 	16, // 7: goray.rpc.ListJobsReply.jobs:type_name -> goray.rpc.JobInfo
-	56, // 8: goray.rpc.LeaseRequest.resources:type_name -> goray.rpc.LeaseRequest.ResourcesEntry
+	61, // 8: goray.rpc.LeaseRequest.resources:type_name -> goray.rpc.LeaseRequest.ResourcesEntry
 	1,  // 9: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.Strategy
-	57, // 10: goray.rpc.GetResourcesReply.total:type_name -> goray.rpc.GetResourcesReply.TotalEntry
-	58, // 11: goray.rpc.GetResourcesReply.available:type_name -> goray.rpc.GetResourcesReply.AvailableEntry
+	62, // 10: goray.rpc.GetResourcesReply.total:type_name -> goray.rpc.GetResourcesReply.TotalEntry
+	63, // 11: goray.rpc.GetResourcesReply.available:type_name -> goray.rpc.GetResourcesReply.AvailableEntry
 	47, // 12: goray.rpc.GetObjectReply.object:type_name -> goray.rpc.ReturnObject
 	43, // 13: goray.rpc.RingRequest.task:type_name -> goray.rpc.TaskSpec
 	48, // 14: goray.rpc.RingReply.reply:type_name -> goray.rpc.TaskReply
@@ -3718,53 +4092,59 @@ var file_goray_proto_depIdxs = []int32{
 	2,  // 23: goray.rpc.ErrorInfo.kind:type_name -> goray.rpc.ErrorKind
 	3,  // 24: goray.rpc.HostActorRequest.spec:type_name -> goray.rpc.ActorSpec
 	50, // 25: goray.rpc.HostActorReply.error:type_name -> goray.rpc.ErrorInfo
-	11, // 26: goray.rpc.Gcs.RegisterNode:input_type -> goray.rpc.NodeInfo
-	13, // 27: goray.rpc.Gcs.GetNodes:input_type -> goray.rpc.GetNodesRequest
-	15, // 28: goray.rpc.Gcs.RegisterJob:input_type -> goray.rpc.RegisterJobRequest
-	3,  // 29: goray.rpc.Gcs.CreateActor:input_type -> goray.rpc.ActorSpec
-	6,  // 30: goray.rpc.Gcs.GetActor:input_type -> goray.rpc.GetActorRequest
-	7,  // 31: goray.rpc.Gcs.KillActor:input_type -> goray.rpc.KillActorRequest
-	9,  // 32: goray.rpc.Gcs.ListActors:input_type -> goray.rpc.ListActorsRequest
-	17, // 33: goray.rpc.Gcs.ListJobs:input_type -> goray.rpc.ListJobsRequest
-	20, // 34: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	22, // 35: goray.rpc.Raylet.RequestLease:input_type -> goray.rpc.LeaseRequest
-	24, // 36: goray.rpc.Raylet.ReturnLease:input_type -> goray.rpc.ReturnLeaseRequest
-	26, // 37: goray.rpc.Raylet.KillWorker:input_type -> goray.rpc.KillWorkerRequest
-	28, // 38: goray.rpc.Raylet.SetBlocked:input_type -> goray.rpc.SetBlockedRequest
-	30, // 39: goray.rpc.Raylet.GetResources:input_type -> goray.rpc.GetResourcesRequest
-	33, // 40: goray.rpc.CoreWorker.Attach:input_type -> goray.rpc.AttachRequest
-	51, // 41: goray.rpc.CoreWorker.HostActor:input_type -> goray.rpc.HostActorRequest
-	35, // 42: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	37, // 43: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowerRequest
-	37, // 44: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowerRequest
-	46, // 45: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelTaskRequest
-	39, // 46: goray.rpc.CoreWorker.Exit:input_type -> goray.rpc.ExitRequest
-	12, // 47: goray.rpc.Gcs.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	14, // 48: goray.rpc.Gcs.GetNodes:output_type -> goray.rpc.GetNodesReply
-	19, // 49: goray.rpc.Gcs.RegisterJob:output_type -> goray.rpc.RegisterJobReply
-	4,  // 50: goray.rpc.Gcs.CreateActor:output_type -> goray.rpc.CreateActorReply
-	5,  // 51: goray.rpc.Gcs.GetActor:output_type -> goray.rpc.ActorInfo
-	8,  // 52: goray.rpc.Gcs.KillActor:output_type -> goray.rpc.KillActorReply
-	10, // 53: goray.rpc.Gcs.ListActors:output_type -> goray.rpc.ListActorsReply
-	18, // 54: goray.rpc.Gcs.ListJobs:output_type -> goray.rpc.ListJobsReply
-	21, // 55: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.RegisterWorkerReply
-	23, // 56: goray.rpc.Raylet.RequestLease:output_type -> goray.rpc.LeaseReply
-	25, // 57: goray.rpc.Raylet.ReturnLease:output_type -> goray.rpc.ReturnLeaseReply
-	27, // 58: goray.rpc.Raylet.KillWorker:output_type -> goray.rpc.KillWorkerReply
-	29, // 59: goray.rpc.Raylet.SetBlocked:output_type -> goray.rpc.SetBlockedReply
-	31, // 60: goray.rpc.Raylet.GetResources:output_type -> goray.rpc.GetResourcesReply
-	34, // 61: goray.rpc.CoreWorker.Attach:output_type -> goray.rpc.AttachReply
-	52, // 62: goray.rpc.CoreWorker.HostActor:output_type -> goray.rpc.HostActorReply
-	36, // 63: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	38, // 64: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.BorrowerReply
-	38, // 65: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.BorrowerReply
-	32, // 66: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.CancelTaskReply
-	40, // 67: goray.rpc.CoreWorker.Exit:output_type -> goray.rpc.ExitReply
-	47, // [47:68] is the sub-list for method output_type
-	26, // [26:47] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	53, // 26: goray.rpc.ReportTaskEventsRequest.events:type_name -> goray.rpc.TaskEvent
+	53, // 27: goray.rpc.ListTasksReply.events:type_name -> goray.rpc.TaskEvent
+	11, // 28: goray.rpc.Gcs.RegisterNode:input_type -> goray.rpc.NodeInfo
+	13, // 29: goray.rpc.Gcs.GetNodes:input_type -> goray.rpc.GetNodesRequest
+	15, // 30: goray.rpc.Gcs.RegisterJob:input_type -> goray.rpc.RegisterJobRequest
+	3,  // 31: goray.rpc.Gcs.CreateActor:input_type -> goray.rpc.ActorSpec
+	6,  // 32: goray.rpc.Gcs.GetActor:input_type -> goray.rpc.GetActorRequest
+	7,  // 33: goray.rpc.Gcs.KillActor:input_type -> goray.rpc.KillActorRequest
+	9,  // 34: goray.rpc.Gcs.ListActors:input_type -> goray.rpc.ListActorsRequest
+	17, // 35: goray.rpc.Gcs.ListJobs:input_type -> goray.rpc.ListJobsRequest
+	54, // 36: goray.rpc.Gcs.ReportTaskEvents:input_type -> goray.rpc.ReportTaskEventsRequest
+	56, // 37: goray.rpc.Gcs.ListTasks:input_type -> goray.rpc.ListTasksRequest
+	20, // 38: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	22, // 39: goray.rpc.Raylet.RequestLease:input_type -> goray.rpc.LeaseRequest
+	24, // 40: goray.rpc.Raylet.ReturnLease:input_type -> goray.rpc.ReturnLeaseRequest
+	26, // 41: goray.rpc.Raylet.KillWorker:input_type -> goray.rpc.KillWorkerRequest
+	28, // 42: goray.rpc.Raylet.SetBlocked:input_type -> goray.rpc.SetBlockedRequest
+	30, // 43: goray.rpc.Raylet.GetResources:input_type -> goray.rpc.GetResourcesRequest
+	33, // 44: goray.rpc.CoreWorker.Attach:input_type -> goray.rpc.AttachRequest
+	51, // 45: goray.rpc.CoreWorker.HostActor:input_type -> goray.rpc.HostActorRequest
+	35, // 46: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	37, // 47: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowerRequest
+	37, // 48: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowerRequest
+	46, // 49: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelTaskRequest
+	39, // 50: goray.rpc.CoreWorker.Exit:input_type -> goray.rpc.ExitRequest
+	12, // 51: goray.rpc.Gcs.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	14, // 52: goray.rpc.Gcs.GetNodes:output_type -> goray.rpc.GetNodesReply
+	19, // 53: goray.rpc.Gcs.RegisterJob:output_type -> goray.rpc.RegisterJobReply
+	4,  // 54: goray.rpc.Gcs.CreateActor:output_type -> goray.rpc.CreateActorReply
+	5,  // 55: goray.rpc.Gcs.GetActor:output_type -> goray.rpc.ActorInfo
+	8,  // 56: goray.rpc.Gcs.KillActor:output_type -> goray.rpc.KillActorReply
+	10, // 57: goray.rpc.Gcs.ListActors:output_type -> goray.rpc.ListActorsReply
+	18, // 58: goray.rpc.Gcs.ListJobs:output_type -> goray.rpc.ListJobsReply
+	55, // 59: goray.rpc.Gcs.ReportTaskEvents:output_type -> goray.rpc.ReportTaskEventsReply
+	57, // 60: goray.rpc.Gcs.ListTasks:output_type -> goray.rpc.ListTasksReply
+	21, // 61: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.RegisterWorkerReply
+	23, // 62: goray.rpc.Raylet.RequestLease:output_type -> goray.rpc.LeaseReply
+	25, // 63: goray.rpc.Raylet.ReturnLease:output_type -> goray.rpc.ReturnLeaseReply
+	27, // 64: goray.rpc.Raylet.KillWorker:output_type -> goray.rpc.KillWorkerReply
+	29, // 65: goray.rpc.Raylet.SetBlocked:output_type -> goray.rpc.SetBlockedReply
+	31, // 66: goray.rpc.Raylet.GetResources:output_type -> goray.rpc.GetResourcesReply
+	34, // 67: goray.rpc.CoreWorker.Attach:output_type -> goray.rpc.AttachReply
+	52, // 68: goray.rpc.CoreWorker.HostActor:output_type -> goray.rpc.HostActorReply
+	36, // 69: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	38, // 70: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.BorrowerReply
+	38, // 71: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.BorrowerReply
+	32, // 72: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.CancelTaskReply
+	40, // 73: goray.rpc.CoreWorker.Exit:output_type -> goray.rpc.ExitReply
+	51, // [51:74] is the sub-list for method output_type
+	28, // [28:51] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_goray_proto_init() }
@@ -3785,7 +4165,7 @@ func file_goray_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_proto_rawDesc), len(file_goray_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   56,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

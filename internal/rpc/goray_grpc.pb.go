@@ -27,14 +27,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Gcs_RegisterNode_FullMethodName = "/goray.rpc.Gcs/RegisterNode"
-	Gcs_GetNodes_FullMethodName     = "/goray.rpc.Gcs/GetNodes"
-	Gcs_RegisterJob_FullMethodName  = "/goray.rpc.Gcs/RegisterJob"
-	Gcs_CreateActor_FullMethodName  = "/goray.rpc.Gcs/CreateActor"
-	Gcs_GetActor_FullMethodName     = "/goray.rpc.Gcs/GetActor"
-	Gcs_KillActor_FullMethodName    = "/goray.rpc.Gcs/KillActor"
-	Gcs_ListActors_FullMethodName   = "/goray.rpc.Gcs/ListActors"
-	Gcs_ListJobs_FullMethodName     = "/goray.rpc.Gcs/ListJobs"
+	Gcs_RegisterNode_FullMethodName     = "/goray.rpc.Gcs/RegisterNode"
+	Gcs_GetNodes_FullMethodName         = "/goray.rpc.Gcs/GetNodes"
+	Gcs_RegisterJob_FullMethodName      = "/goray.rpc.Gcs/RegisterJob"
+	Gcs_CreateActor_FullMethodName      = "/goray.rpc.Gcs/CreateActor"
+	Gcs_GetActor_FullMethodName         = "/goray.rpc.Gcs/GetActor"
+	Gcs_KillActor_FullMethodName        = "/goray.rpc.Gcs/KillActor"
+	Gcs_ListActors_FullMethodName       = "/goray.rpc.Gcs/ListActors"
+	Gcs_ListJobs_FullMethodName         = "/goray.rpc.Gcs/ListJobs"
+	Gcs_ReportTaskEvents_FullMethodName = "/goray.rpc.Gcs/ReportTaskEvents"
+	Gcs_ListTasks_FullMethodName        = "/goray.rpc.Gcs/ListTasks"
 )
 
 // GcsClient is the client API for Gcs service.
@@ -62,6 +64,11 @@ type GcsClient interface {
 	ListActors(ctx context.Context, in *ListActorsRequest, opts ...grpc.CallOption) (*ListActorsReply, error)
 	// ListJobs lists the jobs (drivers) that registered.
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsReply, error)
+	// ReportTaskEvents adds finished tasks (and compiled-graph operations)
+	// to the GCS's bounded table of recent ones.
+	ReportTaskEvents(ctx context.Context, in *ReportTaskEventsRequest, opts ...grpc.CallOption) (*ReportTaskEventsReply, error)
+	// ListTasks returns the recent task events, oldest first.
+	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksReply, error)
 }
 
 type gcsClient struct {
@@ -152,6 +159,26 @@ func (c *gcsClient) ListJobs(ctx context.Context, in *ListJobsRequest, opts ...g
 	return out, nil
 }
 
+func (c *gcsClient) ReportTaskEvents(ctx context.Context, in *ReportTaskEventsRequest, opts ...grpc.CallOption) (*ReportTaskEventsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReportTaskEventsReply)
+	err := c.cc.Invoke(ctx, Gcs_ReportTaskEvents_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gcsClient) ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListTasksReply)
+	err := c.cc.Invoke(ctx, Gcs_ListTasks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GcsServer is the server API for Gcs service.
 // All implementations must embed UnimplementedGcsServer
 // for forward compatibility.
@@ -177,6 +204,11 @@ type GcsServer interface {
 	ListActors(context.Context, *ListActorsRequest) (*ListActorsReply, error)
 	// ListJobs lists the jobs (drivers) that registered.
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsReply, error)
+	// ReportTaskEvents adds finished tasks (and compiled-graph operations)
+	// to the GCS's bounded table of recent ones.
+	ReportTaskEvents(context.Context, *ReportTaskEventsRequest) (*ReportTaskEventsReply, error)
+	// ListTasks returns the recent task events, oldest first.
+	ListTasks(context.Context, *ListTasksRequest) (*ListTasksReply, error)
 	mustEmbedUnimplementedGcsServer()
 }
 
@@ -210,6 +242,12 @@ func (UnimplementedGcsServer) ListActors(context.Context, *ListActorsRequest) (*
 }
 func (UnimplementedGcsServer) ListJobs(context.Context, *ListJobsRequest) (*ListJobsReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListJobs not implemented")
+}
+func (UnimplementedGcsServer) ReportTaskEvents(context.Context, *ReportTaskEventsRequest) (*ReportTaskEventsReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ReportTaskEvents not implemented")
+}
+func (UnimplementedGcsServer) ListTasks(context.Context, *ListTasksRequest) (*ListTasksReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListTasks not implemented")
 }
 func (UnimplementedGcsServer) mustEmbedUnimplementedGcsServer() {}
 func (UnimplementedGcsServer) testEmbeddedByValue()             {}
@@ -376,6 +414,42 @@ func _Gcs_ListJobs_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Gcs_ReportTaskEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReportTaskEventsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GcsServer).ReportTaskEvents(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gcs_ReportTaskEvents_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GcsServer).ReportTaskEvents(ctx, req.(*ReportTaskEventsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Gcs_ListTasks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListTasksRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GcsServer).ListTasks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gcs_ListTasks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GcsServer).ListTasks(ctx, req.(*ListTasksRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Gcs_ServiceDesc is the grpc.ServiceDesc for Gcs service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -414,6 +488,14 @@ var Gcs_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListJobs",
 			Handler:    _Gcs_ListJobs_Handler,
+		},
+		{
+			MethodName: "ReportTaskEvents",
+			Handler:    _Gcs_ReportTaskEvents_Handler,
+		},
+		{
+			MethodName: "ListTasks",
+			Handler:    _Gcs_ListTasks_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

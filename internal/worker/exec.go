@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -220,13 +221,18 @@ func (e *executor) cancel(id ids.TaskID) bool {
 }
 
 // run executes one task and returns its reply.
-func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter) *rpc.TaskReply {
+func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter) (reply *rpc.TaskReply) {
 	tid := taskIDOf(spec.TaskId)
-	reply := &rpc.TaskReply{TaskId: spec.TaskId}
+	reply = &rpc.TaskReply{TaskId: spec.TaskId}
 	name := spec.Name
 	if name == "" {
 		name = spec.Function
+		if spec.Method != "" {
+			name += "." + spec.Method
+		}
 	}
+	start := time.Now()
+	defer func() { e.w.taskEvent(spec, name, start, reply) }()
 	fail := func(info *rpc.ErrorInfo) *rpc.TaskReply {
 		info.Function, info.Task = spec.Function, name
 		reply.Error = info

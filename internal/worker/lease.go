@@ -240,7 +240,12 @@ func deleteLease(ls []*leaseConn, l *leaseConn) []*leaseConn {
 }
 
 // Start begins the core worker's background work.
-func (w *CoreWorker) Start() { w.goBG(w.housekeeping) }
+func (w *CoreWorker) Start() {
+	w.goBG(w.housekeeping)
+	if w.cfg.Gcs != nil {
+		w.goBG(w.flushEvents)
+	}
+}
 
 // ---------------------------------------------------------------- cancel
 

@@ -59,6 +59,8 @@ type CoreWorker struct {
 
 	exec *executor // worker processes only
 
+	events eventBuffer // task events for the GCS
+
 	bg     sync.WaitGroup // goroutines this core worker owns
 	stop   chan struct{}
 	closer sync.Once
