@@ -16,49 +16,70 @@ import (
 // (`goray list tasks`, `goray summary`) and `goray timeline`.
 
 const (
-	eventFlush     = 250 * time.Millisecond
-	maxEventBuffer = 10000 // between flushes; beyond, events are dropped
+	eventFlush = 250 * time.Millisecond
+	// eventRing bounds what a process keeps between flushes: the newest
+	// win (the GCS keeps only the recent ones anyway), so recording stays
+	// cheap however fast tasks run.
+	eventRing = 1024
 )
 
-type eventBuffer struct {
-	mu      sync.Mutex
-	events  []*rpc.TaskEvent
-	dropped int
+// eventRec is one event as recorded: plain values in a reused ring slot,
+// turned into protobuf only when sent.
+type eventRec struct {
+	taskID, actorID []byte
+	name, function  string
+	kind, op, state string
+	err             string
+	start, end      int64
+	attempt         uint32
+	exec            uint64
 }
 
-// RecordEvent queues ev for the GCS, filling in where it ran.
-func (w *CoreWorker) RecordEvent(ev *rpc.TaskEvent) {
-	if w.cfg.Gcs == nil {
-		return
-	}
-	ev.WorkerId, ev.Pid, ev.NodeId = w.cfg.WorkerID, int32(w.self.PID), w.cfg.NodeID
-	if len(ev.JobId) == 0 {
-		ev.JobId = w.cfg.JobID[:]
-	}
-	b := &w.events
+// eventBuffer is a ring of the newest events.
+type eventBuffer struct {
+	mu      sync.Mutex
+	ring    [eventRing]eventRec
+	n       int // events in the ring
+	next    int // where the next one goes
+	dropped uint64
+}
+
+func (b *eventBuffer) add(r eventRec) {
 	b.mu.Lock()
-	if len(b.events) < maxEventBuffer {
-		b.events = append(b.events, ev)
+	b.ring[b.next] = r
+	b.next = (b.next + 1) % eventRing
+	if b.n < eventRing {
+		b.n++
 	} else {
 		b.dropped++
 	}
 	b.mu.Unlock()
 }
 
+// RecordEvent queues ev for the GCS (a graph operation, from package dag).
+// When more than eventRing arrive between flushes, the oldest are dropped.
+func (w *CoreWorker) RecordEvent(ev *rpc.TaskEvent) {
+	if w.cfg.Gcs == nil {
+		return
+	}
+	w.events.add(eventRec{taskID: ev.TaskId, actorID: ev.ActorId, name: ev.Name, function: ev.Function, kind: ev.Kind,
+		op: ev.Op, state: ev.State, err: ev.Error, start: ev.StartUnixNs, end: ev.EndUnixNs, attempt: ev.Attempt, exec: ev.Exec})
+}
+
 // taskEvent records a task this process ran.
 func (w *CoreWorker) taskEvent(spec *rpc.TaskSpec, name string, start time.Time, reply *rpc.TaskReply) {
-	if strings.HasPrefix(spec.Function, "goray.") {
-		return // system functions (a graph's loop): not the user's tasks
+	if w.cfg.Gcs == nil || strings.HasPrefix(spec.Function, "goray.") {
+		return // system functions (a graph's loop) are not the user's tasks
 	}
-	ev := &rpc.TaskEvent{TaskId: spec.TaskId, Name: name, Function: spec.Function, ActorId: spec.ActorId,
-		State: "FINISHED", StartUnixNs: start.UnixNano(), EndUnixNs: time.Now().UnixNano(), Attempt: spec.Attempt, Kind: "task"}
+	r := eventRec{taskID: spec.TaskId, actorID: spec.ActorId, name: name, function: spec.Function, kind: "task",
+		state: "FINISHED", start: start.UnixNano(), end: time.Now().UnixNano(), attempt: spec.Attempt}
 	if spec.Method != "" {
-		ev.Function, ev.Kind = spec.Function+"."+spec.Method, "actor_call"
+		r.function, r.kind = spec.Function+"."+spec.Method, "actor_call"
 	}
 	if reply != nil && reply.Error != nil {
-		ev.State, ev.Error = "FAILED", firstLine(reply.Error.Message)
+		r.state, r.err = "FAILED", firstLine(reply.Error.Message)
 	}
-	w.RecordEvent(ev)
+	w.events.add(r)
 }
 
 func firstLine(s string) string {
@@ -90,14 +111,17 @@ func (w *CoreWorker) flushEvents() {
 func (w *CoreWorker) sendEvents() {
 	b := &w.events
 	b.mu.Lock()
-	evs := b.events
-	b.events = nil
-	dropped := b.dropped
-	b.dropped = 0
-	b.mu.Unlock()
-	if dropped > 0 {
-		w.cfg.Logf("goray: %d task events dropped (more than %d within %v)", dropped, maxEventBuffer, eventFlush)
+	evs := make([]*rpc.TaskEvent, 0, b.n)
+	for i := range b.n {
+		r := &b.ring[(b.next-b.n+i+eventRing)%eventRing]
+		evs = append(evs, &rpc.TaskEvent{TaskId: r.taskID, ActorId: r.actorID, Name: r.name, Function: r.function,
+			Kind: r.kind, Op: r.op, State: r.state, Error: r.err, StartUnixNs: r.start, EndUnixNs: r.end,
+			Attempt: r.attempt, Exec: r.exec, JobId: w.cfg.JobID[:], WorkerId: w.cfg.WorkerID,
+			Pid: int32(w.self.PID), NodeId: w.cfg.NodeID})
+		*r = eventRec{}
 	}
+	b.n = 0
+	b.mu.Unlock()
 	if len(evs) == 0 {
 		return
 	}
