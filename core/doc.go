@@ -36,18 +36,22 @@
 //     only in the driver, and its tasks fail with ErrNotRegistered;
 //
 //   - a test binary does the same in TestMain, before m.Run — its workers
-//     are the test binary re-executed:
+//     are the test binary re-executed (see below).
 //
-//     var rt *core.Runtime
+// The TestMain pattern:
 //
-//     func TestMain(m *testing.M) {
-//     var err error
-//     rt, err = core.Init(context.Background(), core.NumCPUs(4)) // in a worker: never returns
-//     if err != nil { log.Fatal(err) }
-//     code := m.Run()
-//     rt.Shutdown()
-//     os.Exit(code)
-//     }
+//	var rt *core.Runtime
+//
+//	func TestMain(m *testing.M) {
+//		var err error
+//		rt, err = core.Init(context.Background(), core.NumCPUs(4)) // in a worker: never returns
+//		if err != nil {
+//			log.Fatal(err)
+//		}
+//		code := m.Run()
+//		rt.Shutdown()
+//		os.Exit(code)
+//	}
 //
 // Workers exit when the driver does, also when it is killed: they watch
 // its process, and the last of them removes what it left in /dev/shm.

@@ -176,9 +176,9 @@ func (w *CoreWorker) connectActorLocked(ac *actorConn) {
 		w.failOrphansLocked(ac, info, err)
 		switch {
 		case w.closed:
-			if l != nil {
-				w.goBG(l.shutdown)
-				w.goBG(func() { w.replyLoop(l) })
+			if l != nil { // attached as the process closed: no reply loop runs for it
+				l.req.Close()
+				l.closeRings()
 			}
 			return
 		case err != nil:

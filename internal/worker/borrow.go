@@ -6,6 +6,9 @@ import (
 	"reflect"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/goray/goray/internal/ids"
 	"github.com/goray/goray/internal/rpc"
 	"github.com/goray/goray/internal/shm"
@@ -167,7 +170,8 @@ func (w *CoreWorker) unborrowLocked(o *object) {
 		return // the cluster is going away with this process
 	}
 	w.goBG(func() {
-		if err := w.callBorrower(context.Background(), owner, id, w.cfg.Address, n, false); err != nil {
+		err := w.callBorrower(context.Background(), owner, id, w.cfg.Address, n, false)
+		if err != nil && status.Code(err) != codes.Unavailable { // an owner that has exited frees nothing more
 			w.cfg.Logf("goray: release borrowed object %s at its owner %s: %v", id, owner, err)
 		}
 	})

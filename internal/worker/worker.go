@@ -165,6 +165,12 @@ func (w *CoreWorker) Close() error {
 				w.failTaskLocked(t, shutdownInfo(t))
 			}
 		}
+		for _, l := range leases {
+			// A detach, not a failure: the worker is not killed for it, so
+			// it closes (and unlinks) what it made itself, such as the
+			// rings of its own actor calls, when the raylet stops it.
+			l.returning = true
+		}
 		w.mu.Unlock()
 		for _, l := range leases {
 			l.shutdown()
