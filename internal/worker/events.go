@@ -23,6 +23,10 @@ const (
 	eventRing = 1024
 )
 
+// taskEventsOn: GORAY_TASK_EVENTS=0 (in the driver's environment, which
+// its workers inherit) turns task events off.
+var taskEventsOn = os.Getenv("GORAY_TASK_EVENTS") != "0"
+
 // eventRec is one event as recorded: plain values in a reused ring slot,
 // turned into protobuf only when sent.
 type eventRec struct {
@@ -67,14 +71,19 @@ func (w *CoreWorker) RecordEvent(ev *rpc.TaskEvent) {
 }
 
 // taskEvent records a task this process ran.
-func (w *CoreWorker) taskEvent(spec *rpc.TaskSpec, name string, start time.Time, reply *rpc.TaskReply) {
-	if w.cfg.Gcs == nil || strings.HasPrefix(spec.Function, "goray.") {
+func (w *CoreWorker) taskEvent(spec *rpc.TaskSpec, fn *Function, name string, start time.Time, reply *rpc.TaskReply) {
+	if w.cfg.Gcs == nil || !taskEventsOn || strings.HasPrefix(spec.Function, "goray.") {
 		return // system functions (a graph's loop) are not the user's tasks
 	}
 	r := eventRec{taskID: spec.TaskId, actorID: spec.ActorId, name: name, function: spec.Function, kind: "task",
 		state: "FINISHED", start: start.UnixNano(), end: time.Now().UnixNano(), attempt: spec.Attempt}
 	if spec.Method != "" {
-		r.function, r.kind = spec.Function+"."+spec.Method, "actor_call"
+		r.kind = "actor_call"
+		if fn != nil {
+			r.function = fn.Name // Class.Method, without building the string per call
+		} else {
+			r.function = spec.Function + "." + spec.Method
+		}
 	}
 	if reply != nil && reply.Error != nil {
 		r.state, r.err = "FAILED", firstLine(reply.Error.Message)

@@ -226,13 +226,11 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 	reply = &rpc.TaskReply{TaskId: spec.TaskId}
 	name := spec.Name
 	if name == "" {
-		name = spec.Function
-		if spec.Method != "" {
-			name += "." + spec.Method
-		}
+		name = spec.Function // an actor call's becomes its method's Class.Method below
 	}
 	start := time.Now()
-	defer func() { e.w.taskEvent(spec, name, start, reply) }()
+	var fn *Function
+	defer func() { e.w.taskEvent(spec, fn, name, start, reply) }()
 	fail := func(info *rpc.ErrorInfo) *rpc.TaskReply {
 		info.Function, info.Task = spec.Function, name
 		reply.Error = info
@@ -256,7 +254,6 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 		e.mu.Unlock()
 	}()
 
-	var fn *Function
 	var err error
 	var recv reflect.Value
 	var actorID ids.ActorID
@@ -267,6 +264,9 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 		fn, err = ha.class.Method(spec.Method)
 		if err != nil {
 			return fail(systemError(rpc.ErrorKind_ERROR_NOT_REGISTERED, "", "", err.Error()))
+		}
+		if spec.Name == "" {
+			name = fn.Name // Class.Method, made once at registration
 		}
 		recv, actorID, gpus = ha.inst, ha.id, ha.gpus
 	} else if fn, err = Lookup(spec.Function); err != nil {
