@@ -80,3 +80,7 @@ func (l localGcs) ReportTaskEvents(ctx context.Context, in *rpc.ReportTaskEvents
 func (l localGcs) ListTasks(ctx context.Context, in *rpc.ListTasksRequest, _ ...grpc.CallOption) (*rpc.ListTasksReply, error) {
 	return l.g.ListTasks(ctx, in)
 }
+
+func (l localRaylet) ListObjects(ctx context.Context, in *rpc.ListObjectsRequest, _ ...grpc.CallOption) (*rpc.ListObjectsReply, error) {
+	return l.r.ListObjects(ctx, in)
+}

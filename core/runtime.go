@@ -194,6 +194,14 @@ func newCluster(ctx context.Context, cfg initConfig, port int, driver bool) (_ *
 			}
 			return st.Capacity, st.Used, int64(st.Objects), st.Spilled
 		},
+		StoreObjects: func(limit int) []*rpc.StoreObject {
+			objs, _ := c.store.Objects(limit)
+			out := make([]*rpc.StoreObject, len(objs))
+			for i, o := range objs {
+				out[i] = &rpc.StoreObject{ObjectId: o.ID[:], Size: o.Size, State: o.State, Pins: int32(o.Pins), Evictable: o.Evictable}
+			}
+			return out
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("core: Init: %w", err)

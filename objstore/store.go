@@ -1,11 +1,14 @@
 package objstore
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -457,3 +460,40 @@ func (b *Buffer) Offset() int64 { return b.off }
 
 // Offset is the object's position in the arena, the same in every process.
 func (o *Object) Offset() int64 { return o.off }
+
+// ObjectInfo describes one object in the store (for `goray memory`).
+type ObjectInfo struct {
+	ID        ids.ObjectID
+	Size      int64
+	State     string // "sealed", "being written", "spilled"
+	Pins      int    // readers holding it (Get without Release)
+	Evictable bool
+}
+
+// Objects lists the store's largest objects, at most limit (0: all),
+// largest first.
+func (s *Store) Objects(limit int) (out []ObjectInfo, err error) {
+	err = s.locked(func() error {
+		for _, e := range s.t.objects {
+			st := "sealed"
+			switch {
+			case e.spillPath != "" && !e.restoring:
+				st = "spilled"
+			case e.state != stateSealed:
+				st = "being written"
+			}
+			out = append(out, ObjectInfo{ID: e.id, Size: e.size, State: st, Pins: e.pins, Evictable: e.evictable})
+		}
+		return nil
+	})
+	slices.SortFunc(out, func(a, b ObjectInfo) int {
+		if a.Size != b.Size {
+			return cmp.Compare(b.Size, a.Size)
+		}
+		return bytes.Compare(a.ID[:], b.ID[:])
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, err
+}

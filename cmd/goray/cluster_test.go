@@ -180,6 +180,22 @@ func TestClusterCommands(t *testing.T) {
 	require.NoError(t, err, out)
 	golden(t, "summary_actors.golden", out)
 
+	// Memory: a large object the driver put is listed with its size.
+	big, err := core.Put(rt, make([]byte, 3<<20))
+	require.NoError(t, err)
+	out, err = runBin(bin, env, "memory", "--format", "json")
+	require.NoError(t, err, out)
+	var objs []map[string]string
+	require.NoError(t, json.Unmarshal([]byte(out), &objs))
+	require.NotEmpty(t, objs, out)
+	require.Equal(t, big.ID(), objs[0]["object_id"])
+	require.Equal(t, "3.0 MiB", objs[0]["size"])
+	require.Equal(t, "sealed", objs[0]["state"])
+	out, err = runBin(bin, env, "memory")
+	require.NoError(t, err, out)
+	require.Contains(t, out, "Object store: 3.0 MiB used")
+	core.Free(big)
+
 	// The timeline parses as Chrome trace events.
 	trace := filepath.Join(tmp, "trace.json")
 	out, err = runBin(bin, env, "timeline", "-o", trace)

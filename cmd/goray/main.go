@@ -49,6 +49,6 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
-	root.AddCommand(newMicrobenchmarkCmd(), newVersionCmd(), newStartCmd(), newStopCmd(), newStatusCmd(), newListCmd(), newSummaryCmd(), newTimelineCmd())
+	root.AddCommand(newMicrobenchmarkCmd(), newVersionCmd(), newStartCmd(), newStopCmd(), newStatusCmd(), newListCmd(), newSummaryCmd(), newTimelineCmd(), newMemoryCmd())
 	return root
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jedib0t/go-pretty/v6/table"
 	"github.com/spf13/cobra"
 
+	"github.com/goray/goray/internal/ids"
 	"github.com/goray/goray/internal/rpc"
 )
 
@@ -471,4 +472,60 @@ func traceEvents(in []*rpc.TaskEvent) []traceEvent {
 		out = append(out, te)
 	}
 	return out
+}
+
+// ---------------------------------------------------------------- memory
+
+func newMemoryCmd() *cobra.Command {
+	var addrFlag, format string
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "memory",
+		Short: "Show object store usage and the largest objects",
+		Long: `Show the node's object store usage and its largest objects: size, state
+(sealed, being written, spilled), the readers holding it, and the job whose
+task or driver made it (an object's ID names its job).`,
+		Example: "  goray memory\n  goray memory --limit 50 --format json",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if format != "table" && format != "json" {
+				return fmt.Errorf("--format %q: want table or json", format)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+			defer cancel()
+			c, err := dialCluster(ctx, addrFlag)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			res, err := c.raylet.GetResources(ctx, &rpc.GetResourcesRequest{})
+			if err != nil {
+				return err
+			}
+			objs, err := c.raylet.ListObjects(ctx, &rpc.ListObjectsRequest{Limit: uint32(limit)})
+			if err != nil {
+				return err
+			}
+			cols := []string{"object_id", "size", "state", "pins", "job"}
+			var rows []map[string]string
+			for _, o := range objs.Objects {
+				job := ""
+				if len(o.ObjectId) == ids.ObjectIDSize {
+					j := ids.ObjectID(o.ObjectId).Job()
+					job = hex.EncodeToString(j[:])
+				}
+				rows = append(rows, map[string]string{"object_id": hex.EncodeToString(o.ObjectId), "size": bytesString(o.Size),
+					"state": o.State, "pins": fmt.Sprint(o.Pins), "job": job})
+			}
+			if format == "table" {
+				fmt.Fprintf(cmd.OutOrStdout(), "Object store: %s used of %s, %d objects, %s spilled\n",
+					bytesString(res.ObjectStoreUsed), bytesString(res.ObjectStoreCapacity), res.ObjectStoreObjects, bytesString(res.ObjectStoreSpilled))
+			}
+			return printRows(cmd.OutOrStdout(), format, cols, rows)
+		},
+	}
+	cmd.Flags().StringVar(&addrFlag, "address", "", "the cluster's address (default: the running head's)")
+	cmd.Flags().StringVar(&format, "format", "table", "table or json")
+	cmd.Flags().IntVar(&limit, "limit", 20, "how many of the largest objects to list (0: all)")
+	return cmd
 }

@@ -52,6 +52,8 @@ type Config struct {
 	LeaseLost func(leaseID string, pid int, how string)
 	// StoreStats, if set, reports the node's object store for GetResources.
 	StoreStats func() (capacity, used, objects, spilled int64)
+	// StoreObjects, if set, lists the store's largest objects (ListObjects).
+	StoreObjects func(limit int) []*rpc.StoreObject
 }
 
 func (c *Config) validate() error {
@@ -667,4 +669,12 @@ func exitDescription(err error, killedFor string) string {
 		return fmt.Sprintf("the process was killed by signal %d (%v)", int(ws.Signal()), ws.Signal())
 	}
 	return fmt.Sprintf("the process exited with code %d", ee.ExitCode())
+}
+
+// ListObjects lists the node's largest stored objects.
+func (r *Raylet) ListObjects(_ context.Context, req *rpc.ListObjectsRequest) (*rpc.ListObjectsReply, error) {
+	if r.cfg.StoreObjects == nil {
+		return &rpc.ListObjectsReply{}, nil
+	}
+	return &rpc.ListObjectsReply{Objects: r.cfg.StoreObjects(int(req.Limit))}, nil
 }

@@ -3658,6 +3658,170 @@ func (x *ListTasksReply) GetDropped() uint64 {
 	return 0
 }
 
+type ListObjectsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Limit         uint32                 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListObjectsRequest) Reset() {
+	*x = ListObjectsRequest{}
+	mi := &file_goray_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListObjectsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListObjectsRequest) ProtoMessage() {}
+
+func (x *ListObjectsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListObjectsRequest.ProtoReflect.Descriptor instead.
+func (*ListObjectsRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *ListObjectsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type StoreObject struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	Size          int64                  `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
+	State         string                 `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"` // sealed, being written, spilled
+	Pins          int32                  `protobuf:"varint,4,opt,name=pins,proto3" json:"pins,omitempty"`  // readers holding it
+	Evictable     bool                   `protobuf:"varint,5,opt,name=evictable,proto3" json:"evictable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreObject) Reset() {
+	*x = StoreObject{}
+	mi := &file_goray_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreObject) ProtoMessage() {}
+
+func (x *StoreObject) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreObject.ProtoReflect.Descriptor instead.
+func (*StoreObject) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *StoreObject) GetObjectId() []byte {
+	if x != nil {
+		return x.ObjectId
+	}
+	return nil
+}
+
+func (x *StoreObject) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *StoreObject) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *StoreObject) GetPins() int32 {
+	if x != nil {
+		return x.Pins
+	}
+	return 0
+}
+
+func (x *StoreObject) GetEvictable() bool {
+	if x != nil {
+		return x.Evictable
+	}
+	return false
+}
+
+type ListObjectsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Objects       []*StoreObject         `protobuf:"bytes,1,rep,name=objects,proto3" json:"objects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListObjectsReply) Reset() {
+	*x = ListObjectsReply{}
+	mi := &file_goray_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListObjectsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListObjectsReply) ProtoMessage() {}
+
+func (x *ListObjectsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListObjectsReply.ProtoReflect.Descriptor instead.
+func (*ListObjectsReply) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ListObjectsReply) GetObjects() []*StoreObject {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
 var File_goray_proto protoreflect.FileDescriptor
 
 const file_goray_proto_rawDesc = "" +
@@ -3931,7 +4095,17 @@ const file_goray_proto_rawDesc = "" +
 	"\x05limit\x18\x01 \x01(\rR\x05limit\"X\n" +
 	"\x0eListTasksReply\x12,\n" +
 	"\x06events\x18\x01 \x03(\v2\x14.goray.rpc.TaskEventR\x06events\x12\x18\n" +
-	"\adropped\x18\x02 \x01(\x04R\adropped*V\n" +
+	"\adropped\x18\x02 \x01(\x04R\adropped\"*\n" +
+	"\x12ListObjectsRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\"\x86\x01\n" +
+	"\vStoreObject\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x12\n" +
+	"\x04size\x18\x02 \x01(\x03R\x04size\x12\x14\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\x12\x12\n" +
+	"\x04pins\x18\x04 \x01(\x05R\x04pins\x12\x1c\n" +
+	"\tevictable\x18\x05 \x01(\bR\tevictable\"D\n" +
+	"\x10ListObjectsReply\x120\n" +
+	"\aobjects\x18\x01 \x03(\v2\x16.goray.rpc.StoreObjectR\aobjects*V\n" +
 	"\n" +
 	"ActorState\x12\x11\n" +
 	"\rACTOR_PENDING\x10\x00\x12\x0f\n" +
@@ -3964,7 +4138,7 @@ const file_goray_proto_rawDesc = "" +
 	"ListActors\x12\x1c.goray.rpc.ListActorsRequest\x1a\x1a.goray.rpc.ListActorsReply\x12@\n" +
 	"\bListJobs\x12\x1a.goray.rpc.ListJobsRequest\x1a\x18.goray.rpc.ListJobsReply\x12X\n" +
 	"\x10ReportTaskEvents\x12\".goray.rpc.ReportTaskEventsRequest\x1a .goray.rpc.ReportTaskEventsReply\x12C\n" +
-	"\tListTasks\x12\x1b.goray.rpc.ListTasksRequest\x1a\x19.goray.rpc.ListTasksReply2\xc5\x03\n" +
+	"\tListTasks\x12\x1b.goray.rpc.ListTasksRequest\x1a\x19.goray.rpc.ListTasksReply2\x90\x04\n" +
 	"\x06Raylet\x12R\n" +
 	"\x0eRegisterWorker\x12 .goray.rpc.RegisterWorkerRequest\x1a\x1e.goray.rpc.RegisterWorkerReply\x12>\n" +
 	"\fRequestLease\x12\x17.goray.rpc.LeaseRequest\x1a\x15.goray.rpc.LeaseReply\x12I\n" +
@@ -3973,7 +4147,8 @@ const file_goray_proto_rawDesc = "" +
 	"KillWorker\x12\x1c.goray.rpc.KillWorkerRequest\x1a\x1a.goray.rpc.KillWorkerReply\x12F\n" +
 	"\n" +
 	"SetBlocked\x12\x1c.goray.rpc.SetBlockedRequest\x1a\x1a.goray.rpc.SetBlockedReply\x12L\n" +
-	"\fGetResources\x12\x1e.goray.rpc.GetResourcesRequest\x1a\x1c.goray.rpc.GetResourcesReply2\xdd\x03\n" +
+	"\fGetResources\x12\x1e.goray.rpc.GetResourcesRequest\x1a\x1c.goray.rpc.GetResourcesReply\x12I\n" +
+	"\vListObjects\x12\x1d.goray.rpc.ListObjectsRequest\x1a\x1b.goray.rpc.ListObjectsReply2\xdd\x03\n" +
 	"\n" +
 	"CoreWorker\x12:\n" +
 	"\x06Attach\x12\x18.goray.rpc.AttachRequest\x1a\x16.goray.rpc.AttachReply\x12C\n" +
@@ -3998,7 +4173,7 @@ func file_goray_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
+var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
 var file_goray_proto_goTypes = []any{
 	(ActorState)(0),                 // 0: goray.rpc.ActorState
 	(Strategy)(0),                   // 1: goray.rpc.Strategy
@@ -4058,26 +4233,29 @@ var file_goray_proto_goTypes = []any{
 	(*ReportTaskEventsReply)(nil),   // 55: goray.rpc.ReportTaskEventsReply
 	(*ListTasksRequest)(nil),        // 56: goray.rpc.ListTasksRequest
 	(*ListTasksReply)(nil),          // 57: goray.rpc.ListTasksReply
-	nil,                             // 58: goray.rpc.ActorSpec.ResourcesEntry
-	nil,                             // 59: goray.rpc.ActorInfo.ResourcesEntry
-	nil,                             // 60: goray.rpc.NodeInfo.ResourcesEntry
-	nil,                             // 61: goray.rpc.LeaseRequest.ResourcesEntry
-	nil,                             // 62: goray.rpc.GetResourcesReply.TotalEntry
-	nil,                             // 63: goray.rpc.GetResourcesReply.AvailableEntry
+	(*ListObjectsRequest)(nil),      // 58: goray.rpc.ListObjectsRequest
+	(*StoreObject)(nil),             // 59: goray.rpc.StoreObject
+	(*ListObjectsReply)(nil),        // 60: goray.rpc.ListObjectsReply
+	nil,                             // 61: goray.rpc.ActorSpec.ResourcesEntry
+	nil,                             // 62: goray.rpc.ActorInfo.ResourcesEntry
+	nil,                             // 63: goray.rpc.NodeInfo.ResourcesEntry
+	nil,                             // 64: goray.rpc.LeaseRequest.ResourcesEntry
+	nil,                             // 65: goray.rpc.GetResourcesReply.TotalEntry
+	nil,                             // 66: goray.rpc.GetResourcesReply.AvailableEntry
 }
 var file_goray_proto_depIdxs = []int32{
 	44, // 0: goray.rpc.ActorSpec.args:type_name -> goray.rpc.Arg
-	58, // 1: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	61, // 1: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
 	0,  // 2: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
-	59, // 3: goray.rpc.ActorInfo.resources:type_name -> goray.rpc.ActorInfo.ResourcesEntry
+	62, // 3: goray.rpc.ActorInfo.resources:type_name -> goray.rpc.ActorInfo.ResourcesEntry
 	5,  // 4: goray.rpc.ListActorsReply.actors:type_name -> goray.rpc.ActorInfo
-	60, // 5: goray.rpc.NodeInfo.resources:type_name -> goray.rpc.NodeInfo.ResourcesEntry
+	63, // 5: goray.rpc.NodeInfo.resources:type_name -> goray.rpc.NodeInfo.ResourcesEntry
 	11, // 6: goray.rpc.GetNodesReply.nodes:type_name -> goray.rpc.NodeInfo
 	16, // 7: goray.rpc.ListJobsReply.jobs:type_name -> goray.rpc.JobInfo
-	61, // 8: goray.rpc.LeaseRequest.resources:type_name -> goray.rpc.LeaseRequest.ResourcesEntry
+	64, // 8: goray.rpc.LeaseRequest.resources:type_name -> goray.rpc.LeaseRequest.ResourcesEntry
 	1,  // 9: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.Strategy
-	62, // 10: goray.rpc.GetResourcesReply.total:type_name -> goray.rpc.GetResourcesReply.TotalEntry
-	63, // 11: goray.rpc.GetResourcesReply.available:type_name -> goray.rpc.GetResourcesReply.AvailableEntry
+	65, // 10: goray.rpc.GetResourcesReply.total:type_name -> goray.rpc.GetResourcesReply.TotalEntry
+	66, // 11: goray.rpc.GetResourcesReply.available:type_name -> goray.rpc.GetResourcesReply.AvailableEntry
 	47, // 12: goray.rpc.GetObjectReply.object:type_name -> goray.rpc.ReturnObject
 	43, // 13: goray.rpc.RingRequest.task:type_name -> goray.rpc.TaskSpec
 	48, // 14: goray.rpc.RingReply.reply:type_name -> goray.rpc.TaskReply
@@ -4094,57 +4272,60 @@ var file_goray_proto_depIdxs = []int32{
 	50, // 25: goray.rpc.HostActorReply.error:type_name -> goray.rpc.ErrorInfo
 	53, // 26: goray.rpc.ReportTaskEventsRequest.events:type_name -> goray.rpc.TaskEvent
 	53, // 27: goray.rpc.ListTasksReply.events:type_name -> goray.rpc.TaskEvent
-	11, // 28: goray.rpc.Gcs.RegisterNode:input_type -> goray.rpc.NodeInfo
-	13, // 29: goray.rpc.Gcs.GetNodes:input_type -> goray.rpc.GetNodesRequest
-	15, // 30: goray.rpc.Gcs.RegisterJob:input_type -> goray.rpc.RegisterJobRequest
-	3,  // 31: goray.rpc.Gcs.CreateActor:input_type -> goray.rpc.ActorSpec
-	6,  // 32: goray.rpc.Gcs.GetActor:input_type -> goray.rpc.GetActorRequest
-	7,  // 33: goray.rpc.Gcs.KillActor:input_type -> goray.rpc.KillActorRequest
-	9,  // 34: goray.rpc.Gcs.ListActors:input_type -> goray.rpc.ListActorsRequest
-	17, // 35: goray.rpc.Gcs.ListJobs:input_type -> goray.rpc.ListJobsRequest
-	54, // 36: goray.rpc.Gcs.ReportTaskEvents:input_type -> goray.rpc.ReportTaskEventsRequest
-	56, // 37: goray.rpc.Gcs.ListTasks:input_type -> goray.rpc.ListTasksRequest
-	20, // 38: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	22, // 39: goray.rpc.Raylet.RequestLease:input_type -> goray.rpc.LeaseRequest
-	24, // 40: goray.rpc.Raylet.ReturnLease:input_type -> goray.rpc.ReturnLeaseRequest
-	26, // 41: goray.rpc.Raylet.KillWorker:input_type -> goray.rpc.KillWorkerRequest
-	28, // 42: goray.rpc.Raylet.SetBlocked:input_type -> goray.rpc.SetBlockedRequest
-	30, // 43: goray.rpc.Raylet.GetResources:input_type -> goray.rpc.GetResourcesRequest
-	33, // 44: goray.rpc.CoreWorker.Attach:input_type -> goray.rpc.AttachRequest
-	51, // 45: goray.rpc.CoreWorker.HostActor:input_type -> goray.rpc.HostActorRequest
-	35, // 46: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	37, // 47: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowerRequest
-	37, // 48: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowerRequest
-	46, // 49: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelTaskRequest
-	39, // 50: goray.rpc.CoreWorker.Exit:input_type -> goray.rpc.ExitRequest
-	12, // 51: goray.rpc.Gcs.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	14, // 52: goray.rpc.Gcs.GetNodes:output_type -> goray.rpc.GetNodesReply
-	19, // 53: goray.rpc.Gcs.RegisterJob:output_type -> goray.rpc.RegisterJobReply
-	4,  // 54: goray.rpc.Gcs.CreateActor:output_type -> goray.rpc.CreateActorReply
-	5,  // 55: goray.rpc.Gcs.GetActor:output_type -> goray.rpc.ActorInfo
-	8,  // 56: goray.rpc.Gcs.KillActor:output_type -> goray.rpc.KillActorReply
-	10, // 57: goray.rpc.Gcs.ListActors:output_type -> goray.rpc.ListActorsReply
-	18, // 58: goray.rpc.Gcs.ListJobs:output_type -> goray.rpc.ListJobsReply
-	55, // 59: goray.rpc.Gcs.ReportTaskEvents:output_type -> goray.rpc.ReportTaskEventsReply
-	57, // 60: goray.rpc.Gcs.ListTasks:output_type -> goray.rpc.ListTasksReply
-	21, // 61: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.RegisterWorkerReply
-	23, // 62: goray.rpc.Raylet.RequestLease:output_type -> goray.rpc.LeaseReply
-	25, // 63: goray.rpc.Raylet.ReturnLease:output_type -> goray.rpc.ReturnLeaseReply
-	27, // 64: goray.rpc.Raylet.KillWorker:output_type -> goray.rpc.KillWorkerReply
-	29, // 65: goray.rpc.Raylet.SetBlocked:output_type -> goray.rpc.SetBlockedReply
-	31, // 66: goray.rpc.Raylet.GetResources:output_type -> goray.rpc.GetResourcesReply
-	34, // 67: goray.rpc.CoreWorker.Attach:output_type -> goray.rpc.AttachReply
-	52, // 68: goray.rpc.CoreWorker.HostActor:output_type -> goray.rpc.HostActorReply
-	36, // 69: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	38, // 70: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.BorrowerReply
-	38, // 71: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.BorrowerReply
-	32, // 72: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.CancelTaskReply
-	40, // 73: goray.rpc.CoreWorker.Exit:output_type -> goray.rpc.ExitReply
-	51, // [51:74] is the sub-list for method output_type
-	28, // [28:51] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	59, // 28: goray.rpc.ListObjectsReply.objects:type_name -> goray.rpc.StoreObject
+	11, // 29: goray.rpc.Gcs.RegisterNode:input_type -> goray.rpc.NodeInfo
+	13, // 30: goray.rpc.Gcs.GetNodes:input_type -> goray.rpc.GetNodesRequest
+	15, // 31: goray.rpc.Gcs.RegisterJob:input_type -> goray.rpc.RegisterJobRequest
+	3,  // 32: goray.rpc.Gcs.CreateActor:input_type -> goray.rpc.ActorSpec
+	6,  // 33: goray.rpc.Gcs.GetActor:input_type -> goray.rpc.GetActorRequest
+	7,  // 34: goray.rpc.Gcs.KillActor:input_type -> goray.rpc.KillActorRequest
+	9,  // 35: goray.rpc.Gcs.ListActors:input_type -> goray.rpc.ListActorsRequest
+	17, // 36: goray.rpc.Gcs.ListJobs:input_type -> goray.rpc.ListJobsRequest
+	54, // 37: goray.rpc.Gcs.ReportTaskEvents:input_type -> goray.rpc.ReportTaskEventsRequest
+	56, // 38: goray.rpc.Gcs.ListTasks:input_type -> goray.rpc.ListTasksRequest
+	20, // 39: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	22, // 40: goray.rpc.Raylet.RequestLease:input_type -> goray.rpc.LeaseRequest
+	24, // 41: goray.rpc.Raylet.ReturnLease:input_type -> goray.rpc.ReturnLeaseRequest
+	26, // 42: goray.rpc.Raylet.KillWorker:input_type -> goray.rpc.KillWorkerRequest
+	28, // 43: goray.rpc.Raylet.SetBlocked:input_type -> goray.rpc.SetBlockedRequest
+	30, // 44: goray.rpc.Raylet.GetResources:input_type -> goray.rpc.GetResourcesRequest
+	58, // 45: goray.rpc.Raylet.ListObjects:input_type -> goray.rpc.ListObjectsRequest
+	33, // 46: goray.rpc.CoreWorker.Attach:input_type -> goray.rpc.AttachRequest
+	51, // 47: goray.rpc.CoreWorker.HostActor:input_type -> goray.rpc.HostActorRequest
+	35, // 48: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	37, // 49: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowerRequest
+	37, // 50: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowerRequest
+	46, // 51: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelTaskRequest
+	39, // 52: goray.rpc.CoreWorker.Exit:input_type -> goray.rpc.ExitRequest
+	12, // 53: goray.rpc.Gcs.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	14, // 54: goray.rpc.Gcs.GetNodes:output_type -> goray.rpc.GetNodesReply
+	19, // 55: goray.rpc.Gcs.RegisterJob:output_type -> goray.rpc.RegisterJobReply
+	4,  // 56: goray.rpc.Gcs.CreateActor:output_type -> goray.rpc.CreateActorReply
+	5,  // 57: goray.rpc.Gcs.GetActor:output_type -> goray.rpc.ActorInfo
+	8,  // 58: goray.rpc.Gcs.KillActor:output_type -> goray.rpc.KillActorReply
+	10, // 59: goray.rpc.Gcs.ListActors:output_type -> goray.rpc.ListActorsReply
+	18, // 60: goray.rpc.Gcs.ListJobs:output_type -> goray.rpc.ListJobsReply
+	55, // 61: goray.rpc.Gcs.ReportTaskEvents:output_type -> goray.rpc.ReportTaskEventsReply
+	57, // 62: goray.rpc.Gcs.ListTasks:output_type -> goray.rpc.ListTasksReply
+	21, // 63: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.RegisterWorkerReply
+	23, // 64: goray.rpc.Raylet.RequestLease:output_type -> goray.rpc.LeaseReply
+	25, // 65: goray.rpc.Raylet.ReturnLease:output_type -> goray.rpc.ReturnLeaseReply
+	27, // 66: goray.rpc.Raylet.KillWorker:output_type -> goray.rpc.KillWorkerReply
+	29, // 67: goray.rpc.Raylet.SetBlocked:output_type -> goray.rpc.SetBlockedReply
+	31, // 68: goray.rpc.Raylet.GetResources:output_type -> goray.rpc.GetResourcesReply
+	60, // 69: goray.rpc.Raylet.ListObjects:output_type -> goray.rpc.ListObjectsReply
+	34, // 70: goray.rpc.CoreWorker.Attach:output_type -> goray.rpc.AttachReply
+	52, // 71: goray.rpc.CoreWorker.HostActor:output_type -> goray.rpc.HostActorReply
+	36, // 72: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	38, // 73: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.BorrowerReply
+	38, // 74: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.BorrowerReply
+	32, // 75: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.CancelTaskReply
+	40, // 76: goray.rpc.CoreWorker.Exit:output_type -> goray.rpc.ExitReply
+	53, // [53:77] is the sub-list for method output_type
+	29, // [29:53] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_goray_proto_init() }
@@ -4165,7 +4346,7 @@ func file_goray_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_proto_rawDesc), len(file_goray_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   61,
+			NumMessages:   64,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

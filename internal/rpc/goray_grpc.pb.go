@@ -509,6 +509,7 @@ const (
 	Raylet_KillWorker_FullMethodName     = "/goray.rpc.Raylet/KillWorker"
 	Raylet_SetBlocked_FullMethodName     = "/goray.rpc.Raylet/SetBlocked"
 	Raylet_GetResources_FullMethodName   = "/goray.rpc.Raylet/GetResources"
+	Raylet_ListObjects_FullMethodName    = "/goray.rpc.Raylet/ListObjects"
 )
 
 // RayletClient is the client API for Raylet service.
@@ -529,6 +530,8 @@ type RayletClient interface {
 	SetBlocked(ctx context.Context, in *SetBlockedRequest, opts ...grpc.CallOption) (*SetBlockedReply, error)
 	// GetResources reports the node's total and available resources.
 	GetResources(ctx context.Context, in *GetResourcesRequest, opts ...grpc.CallOption) (*GetResourcesReply, error)
+	// ListObjects lists the largest objects in the node's store.
+	ListObjects(ctx context.Context, in *ListObjectsRequest, opts ...grpc.CallOption) (*ListObjectsReply, error)
 }
 
 type rayletClient struct {
@@ -599,6 +602,16 @@ func (c *rayletClient) GetResources(ctx context.Context, in *GetResourcesRequest
 	return out, nil
 }
 
+func (c *rayletClient) ListObjects(ctx context.Context, in *ListObjectsRequest, opts ...grpc.CallOption) (*ListObjectsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListObjectsReply)
+	err := c.cc.Invoke(ctx, Raylet_ListObjects_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RayletServer is the server API for Raylet service.
 // All implementations must embed UnimplementedRayletServer
 // for forward compatibility.
@@ -617,6 +630,8 @@ type RayletServer interface {
 	SetBlocked(context.Context, *SetBlockedRequest) (*SetBlockedReply, error)
 	// GetResources reports the node's total and available resources.
 	GetResources(context.Context, *GetResourcesRequest) (*GetResourcesReply, error)
+	// ListObjects lists the largest objects in the node's store.
+	ListObjects(context.Context, *ListObjectsRequest) (*ListObjectsReply, error)
 	mustEmbedUnimplementedRayletServer()
 }
 
@@ -644,6 +659,9 @@ func (UnimplementedRayletServer) SetBlocked(context.Context, *SetBlockedRequest)
 }
 func (UnimplementedRayletServer) GetResources(context.Context, *GetResourcesRequest) (*GetResourcesReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetResources not implemented")
+}
+func (UnimplementedRayletServer) ListObjects(context.Context, *ListObjectsRequest) (*ListObjectsReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListObjects not implemented")
 }
 func (UnimplementedRayletServer) mustEmbedUnimplementedRayletServer() {}
 func (UnimplementedRayletServer) testEmbeddedByValue()                {}
@@ -774,6 +792,24 @@ func _Raylet_GetResources_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Raylet_ListObjects_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListObjectsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RayletServer).ListObjects(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Raylet_ListObjects_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RayletServer).ListObjects(ctx, req.(*ListObjectsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Raylet_ServiceDesc is the grpc.ServiceDesc for Raylet service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -804,6 +840,10 @@ var Raylet_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetResources",
 			Handler:    _Raylet_GetResources_Handler,
+		},
+		{
+			MethodName: "ListObjects",
+			Handler:    _Raylet_ListObjects_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
