@@ -84,3 +84,7 @@ func (l localGcs) ListTasks(ctx context.Context, in *rpc.ListTasksRequest, _ ...
 func (l localRaylet) ListObjects(ctx context.Context, in *rpc.ListObjectsRequest, _ ...grpc.CallOption) (*rpc.ListObjectsReply, error) {
 	return l.r.ListObjects(ctx, in)
 }
+
+func (l localGcs) GetMetrics(ctx context.Context, in *rpc.GetMetricsRequest, _ ...grpc.CallOption) (*rpc.MetricsReply, error) {
+	return l.g.GetMetrics(ctx, in)
+}

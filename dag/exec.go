@@ -234,10 +234,11 @@ func (g *CompiledDAG) Visualize() string { return g.dot }
 
 // Future is one execution's result.
 type Future struct {
-	g    *CompiledDAG
-	seq  uint64
-	mu   sync.Mutex
-	done bool
+	g     *CompiledDAG
+	seq   uint64
+	start time.Time // Execute's
+	mu    sync.Mutex
+	done  bool
 }
 
 // Execute runs the graph once on args and returns its result's future. It
@@ -246,6 +247,7 @@ type Future struct {
 // safe to call from several goroutines; each future gets its own
 // execution's result.
 func (g *CompiledDAG) Execute(ctx context.Context, args ...any) (*Future, error) {
+	start := time.Now()
 	if err := g.check(); err != nil {
 		return nil, err
 	}
@@ -295,7 +297,7 @@ func (g *CompiledDAG) Execute(ctx context.Context, args ...any) (*Future, error)
 		}
 		return nil, fmt.Errorf("dag: execute: %w", err)
 	}
-	f := &Future{g: g, seq: g.seq}
+	f := &Future{g: g, seq: g.seq, start: start}
 	g.seq++
 	return f, nil
 }
@@ -418,6 +420,8 @@ func (f *Future) Get(ctx context.Context) (any, error) {
 	v, err := f.g.get(ctx, f.seq)
 	if err == nil || !errors.Is(err, errs.ErrTimeout) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		f.done = true
+		// The cluster's metrics: executions and their latency, Execute to Get.
+		bridge.Worker(f.g.rt).RecordLatency("dag_execution", time.Since(f.start))
 		f.g.readMu.Lock()
 		f.g.gotten++
 		f.g.readMu.Unlock()

@@ -99,6 +99,7 @@ type startFlags struct {
 	numGPUs     float64
 	storeMemory int64
 	block       bool
+	metricsPort int
 }
 
 func newStartCmd() *cobra.Command {
@@ -130,6 +131,7 @@ binary. Logs go to $TMPDIR/goray-PORT.log; ` + "`goray stop`" + ` stops it.`,
 	cmd.Flags().Float64Var(&f.numGPUs, "num-gpus", 0, "GPUs to offer")
 	cmd.Flags().Int64Var(&f.storeMemory, "object-store-memory", 0, "object store bytes (default: 30% of RAM)")
 	cmd.Flags().BoolVar(&f.block, "block", false, "run in the foreground until interrupted")
+	cmd.Flags().IntVar(&f.metricsPort, "metrics-port", 0, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: none)")
 	return cmd
 }
 
@@ -143,6 +145,9 @@ func (f startFlags) args() []string {
 	}
 	if f.storeMemory > 0 {
 		a = append(a, "--object-store-memory", strconv.FormatInt(f.storeMemory, 10))
+	}
+	if f.metricsPort > 0 {
+		a = append(a, "--metrics-port", strconv.Itoa(f.metricsPort))
 	}
 	return a
 }
@@ -240,6 +245,14 @@ func runHead(cmd *cobra.Command, f startFlags) error {
 			os.Remove(currentFile())
 		}
 	}()
+	if f.metricsPort > 0 {
+		stop, err := serveMetrics(cmd.Context(), h.Address(), f.metricsPort)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		fmt.Fprintf(cmd.OutOrStdout(), "  metrics:           http://127.0.0.1:%d/metrics\n", f.metricsPort)
+	}
 	printConnect(cmd, h.Address(), os.Getpid())
 	s := <-sigs
 	fmt.Fprintf(cmd.ErrOrStderr(), "goray head: %v: stopping\n", s)

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/goray/goray/actor"
 	"github.com/goray/goray/core"
+	"github.com/goray/goray/dag"
 	"github.com/goray/goray/internal/shm"
 )
 
@@ -35,6 +38,9 @@ var (
 type cliCounter struct{ n int }
 
 func (c *cliCounter) Incr(context.Context) (int, error) { c.n++; return c.n, nil }
+
+// Add adds x (a compiled graph's step).
+func (c *cliCounter) Add(_ context.Context, x int) (int, error) { return c.n + x, nil }
 
 // buildGoray builds this command for the tests that run it as a process.
 func buildGoray(t *testing.T) string {
@@ -118,8 +124,8 @@ func TestClusterCommands(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, out, "address already in use")
 
-	port := freePort(t)
-	out, err = runBin(bin, env, "start", "--head", "--port", strconv.Itoa(port), "--num-cpus", "2")
+	port, mport := freePort(t), freePort(t)
+	out, err = runBin(bin, env, "start", "--head", "--port", strconv.Itoa(port), "--num-cpus", "2", "--metrics-port", strconv.Itoa(mport))
 	require.NoError(t, err, out)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	require.Contains(t, out, "goray head started at "+addr)
@@ -179,6 +185,35 @@ func TestClusterCommands(t *testing.T) {
 	out, err = runBin(bin, env, "summary", "actors")
 	require.NoError(t, err, out)
 	golden(t, "summary_actors.golden", out)
+
+	// Metrics: tasks by state, actors, the store, compiled-graph executions.
+	in := dag.Input()
+	g, err := dag.Compile(ctx, dag.Bind(h, "Add", in))
+	require.NoError(t, err)
+	for i := range 5 {
+		f, err := g.Execute(ctx, i)
+		require.NoError(t, err)
+		v, err := dag.Get[int](ctx, f)
+		require.NoError(t, err)
+		require.Equal(t, i+1, v)
+	}
+	require.NoError(t, g.Teardown())
+	var metrics string
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", mport))
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		metrics = string(b)
+		return strings.Contains(metrics, "goray_dag_execution_seconds_count 5") &&
+			strings.Contains(metrics, `goray_tasks_total{kind="task",state="FINISHED"} 1`)
+	}, 10*time.Second, 50*time.Millisecond, "metrics:\n%s", metrics)
+	for _, want := range []string{`goray_tasks_total{kind="task",state="FAILED"} 1`, `goray_tasks_total{kind="actor_call",state="FINISHED"}`,
+		`goray_actors{state="ALIVE"} 1`, `goray_object_store_bytes{kind="capacity"}`, `goray_workers{leased="true"}`} {
+		require.Contains(t, metrics, want)
+	}
 
 	// Memory: a large object the driver put is listed with its size.
 	big, err := core.Put(rt, make([]byte, 3<<20))

@@ -34,6 +34,7 @@ type Server struct {
 	events        []*rpc.TaskEvent // recent task events: a ring once full
 	eventHead     int              // the oldest, once full
 	eventsDropped uint64
+	metrics       metrics
 }
 
 // New returns an empty GCS.

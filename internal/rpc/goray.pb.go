@@ -3483,8 +3483,12 @@ func (x *TaskEvent) GetOp() string {
 }
 
 type ReportTaskEventsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*TaskEvent           `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Events []*TaskEvent           `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// counts since the last report, every one (events may be dropped):
+	// "kind/state" → n
+	Counts        map[string]uint64   `protobuf:"bytes,2,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Latencies     []*LatencyHistogram `protobuf:"bytes,3,rep,name=latencies,proto3" json:"latencies,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3526,6 +3530,186 @@ func (x *ReportTaskEventsRequest) GetEvents() []*TaskEvent {
 	return nil
 }
 
+func (x *ReportTaskEventsRequest) GetCounts() map[string]uint64 {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+func (x *ReportTaskEventsRequest) GetLatencies() []*LatencyHistogram {
+	if x != nil {
+		return x.Latencies
+	}
+	return nil
+}
+
+// LatencyHistogram is a histogram of durations since the last report, in
+// the fixed buckets of package worker (LatencyBuckets).
+type LatencyHistogram struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Buckets       []uint64               `protobuf:"varint,2,rep,packed,name=buckets,proto3" json:"buckets,omitempty"` // not cumulative; the last is +Inf
+	SumSeconds    float64                `protobuf:"fixed64,3,opt,name=sum_seconds,json=sumSeconds,proto3" json:"sum_seconds,omitempty"`
+	Count         uint64                 `protobuf:"varint,4,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LatencyHistogram) Reset() {
+	*x = LatencyHistogram{}
+	mi := &file_goray_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LatencyHistogram) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LatencyHistogram) ProtoMessage() {}
+
+func (x *LatencyHistogram) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LatencyHistogram.ProtoReflect.Descriptor instead.
+func (*LatencyHistogram) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *LatencyHistogram) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *LatencyHistogram) GetBuckets() []uint64 {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
+func (x *LatencyHistogram) GetSumSeconds() float64 {
+	if x != nil {
+		return x.SumSeconds
+	}
+	return 0
+}
+
+func (x *LatencyHistogram) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+type GetMetricsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetMetricsRequest) Reset() {
+	*x = GetMetricsRequest{}
+	mi := &file_goray_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetMetricsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetMetricsRequest) ProtoMessage() {}
+
+func (x *GetMetricsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetMetricsRequest.ProtoReflect.Descriptor instead.
+func (*GetMetricsRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{53}
+}
+
+type MetricsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Counts        map[string]uint64      `protobuf:"bytes,1,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Latencies     []*LatencyHistogram    `protobuf:"bytes,2,rep,name=latencies,proto3" json:"latencies,omitempty"`
+	Actors        map[string]uint64      `protobuf:"bytes,3,rep,name=actors,proto3" json:"actors,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"` // state → n
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MetricsReply) Reset() {
+	*x = MetricsReply{}
+	mi := &file_goray_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MetricsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MetricsReply) ProtoMessage() {}
+
+func (x *MetricsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MetricsReply.ProtoReflect.Descriptor instead.
+func (*MetricsReply) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *MetricsReply) GetCounts() map[string]uint64 {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+func (x *MetricsReply) GetLatencies() []*LatencyHistogram {
+	if x != nil {
+		return x.Latencies
+	}
+	return nil
+}
+
+func (x *MetricsReply) GetActors() map[string]uint64 {
+	if x != nil {
+		return x.Actors
+	}
+	return nil
+}
+
 type ReportTaskEventsReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3534,7 +3718,7 @@ type ReportTaskEventsReply struct {
 
 func (x *ReportTaskEventsReply) Reset() {
 	*x = ReportTaskEventsReply{}
-	mi := &file_goray_proto_msgTypes[52]
+	mi := &file_goray_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3546,7 +3730,7 @@ func (x *ReportTaskEventsReply) String() string {
 func (*ReportTaskEventsReply) ProtoMessage() {}
 
 func (x *ReportTaskEventsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[52]
+	mi := &file_goray_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3559,7 +3743,7 @@ func (x *ReportTaskEventsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReportTaskEventsReply.ProtoReflect.Descriptor instead.
 func (*ReportTaskEventsReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{52}
+	return file_goray_proto_rawDescGZIP(), []int{55}
 }
 
 type ListTasksRequest struct {
@@ -3571,7 +3755,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_goray_proto_msgTypes[53]
+	mi := &file_goray_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3583,7 +3767,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[53]
+	mi := &file_goray_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3596,7 +3780,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{53}
+	return file_goray_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ListTasksRequest) GetLimit() uint32 {
@@ -3616,7 +3800,7 @@ type ListTasksReply struct {
 
 func (x *ListTasksReply) Reset() {
 	*x = ListTasksReply{}
-	mi := &file_goray_proto_msgTypes[54]
+	mi := &file_goray_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3628,7 +3812,7 @@ func (x *ListTasksReply) String() string {
 func (*ListTasksReply) ProtoMessage() {}
 
 func (x *ListTasksReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[54]
+	mi := &file_goray_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3641,7 +3825,7 @@ func (x *ListTasksReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksReply.ProtoReflect.Descriptor instead.
 func (*ListTasksReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{54}
+	return file_goray_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ListTasksReply) GetEvents() []*TaskEvent {
@@ -3667,7 +3851,7 @@ type ListObjectsRequest struct {
 
 func (x *ListObjectsRequest) Reset() {
 	*x = ListObjectsRequest{}
-	mi := &file_goray_proto_msgTypes[55]
+	mi := &file_goray_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3679,7 +3863,7 @@ func (x *ListObjectsRequest) String() string {
 func (*ListObjectsRequest) ProtoMessage() {}
 
 func (x *ListObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[55]
+	mi := &file_goray_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3692,7 +3876,7 @@ func (x *ListObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListObjectsRequest.ProtoReflect.Descriptor instead.
 func (*ListObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{55}
+	return file_goray_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ListObjectsRequest) GetLimit() uint32 {
@@ -3715,7 +3899,7 @@ type StoreObject struct {
 
 func (x *StoreObject) Reset() {
 	*x = StoreObject{}
-	mi := &file_goray_proto_msgTypes[56]
+	mi := &file_goray_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3727,7 +3911,7 @@ func (x *StoreObject) String() string {
 func (*StoreObject) ProtoMessage() {}
 
 func (x *StoreObject) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[56]
+	mi := &file_goray_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3740,7 +3924,7 @@ func (x *StoreObject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreObject.ProtoReflect.Descriptor instead.
 func (*StoreObject) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{56}
+	return file_goray_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *StoreObject) GetObjectId() []byte {
@@ -3787,7 +3971,7 @@ type ListObjectsReply struct {
 
 func (x *ListObjectsReply) Reset() {
 	*x = ListObjectsReply{}
-	mi := &file_goray_proto_msgTypes[57]
+	mi := &file_goray_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3799,7 +3983,7 @@ func (x *ListObjectsReply) String() string {
 func (*ListObjectsReply) ProtoMessage() {}
 
 func (x *ListObjectsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_proto_msgTypes[57]
+	mi := &file_goray_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3812,7 +3996,7 @@ func (x *ListObjectsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListObjectsReply.ProtoReflect.Descriptor instead.
 func (*ListObjectsReply) Descriptor() ([]byte, []int) {
-	return file_goray_proto_rawDescGZIP(), []int{57}
+	return file_goray_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ListObjectsReply) GetObjects() []*StoreObject {
@@ -4087,9 +4271,31 @@ const file_goray_proto_rawDesc = "" +
 	"\aattempt\x18\r \x01(\rR\aattempt\x12\x12\n" +
 	"\x04kind\x18\x0e \x01(\tR\x04kind\x12\x12\n" +
 	"\x04exec\x18\x0f \x01(\x04R\x04exec\x12\x0e\n" +
-	"\x02op\x18\x10 \x01(\tR\x02op\"G\n" +
+	"\x02op\x18\x10 \x01(\tR\x02op\"\x85\x02\n" +
 	"\x17ReportTaskEventsRequest\x12,\n" +
-	"\x06events\x18\x01 \x03(\v2\x14.goray.rpc.TaskEventR\x06events\"\x17\n" +
+	"\x06events\x18\x01 \x03(\v2\x14.goray.rpc.TaskEventR\x06events\x12F\n" +
+	"\x06counts\x18\x02 \x03(\v2..goray.rpc.ReportTaskEventsRequest.CountsEntryR\x06counts\x129\n" +
+	"\tlatencies\x18\x03 \x03(\v2\x1b.goray.rpc.LatencyHistogramR\tlatencies\x1a9\n" +
+	"\vCountsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"w\n" +
+	"\x10LatencyHistogram\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\abuckets\x18\x02 \x03(\x04R\abuckets\x12\x1f\n" +
+	"\vsum_seconds\x18\x03 \x01(\x01R\n" +
+	"sumSeconds\x12\x14\n" +
+	"\x05count\x18\x04 \x01(\x04R\x05count\"\x13\n" +
+	"\x11GetMetricsRequest\"\xb9\x02\n" +
+	"\fMetricsReply\x12;\n" +
+	"\x06counts\x18\x01 \x03(\v2#.goray.rpc.MetricsReply.CountsEntryR\x06counts\x129\n" +
+	"\tlatencies\x18\x02 \x03(\v2\x1b.goray.rpc.LatencyHistogramR\tlatencies\x12;\n" +
+	"\x06actors\x18\x03 \x03(\v2#.goray.rpc.MetricsReply.ActorsEntryR\x06actors\x1a9\n" +
+	"\vCountsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a9\n" +
+	"\vActorsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\x17\n" +
 	"\x15ReportTaskEventsReply\"(\n" +
 	"\x10ListTasksRequest\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\rR\x05limit\"X\n" +
@@ -4126,7 +4332,7 @@ const file_goray_proto_rawDesc = "" +
 	"\x11ERROR_OBJECT_LOST\x10\x05\x12\x1b\n" +
 	"\x17ERROR_OBJECT_STORE_FULL\x10\x06\x12\x10\n" +
 	"\fERROR_SYSTEM\x10\a\x12\x14\n" +
-	"\x10ERROR_ACTOR_DIED\x10\b2\xc3\x05\n" +
+	"\x10ERROR_ACTOR_DIED\x10\b2\x88\x06\n" +
 	"\x03Gcs\x12A\n" +
 	"\fRegisterNode\x12\x13.goray.rpc.NodeInfo\x1a\x1c.goray.rpc.RegisterNodeReply\x12@\n" +
 	"\bGetNodes\x12\x1a.goray.rpc.GetNodesRequest\x1a\x18.goray.rpc.GetNodesReply\x12I\n" +
@@ -4138,7 +4344,9 @@ const file_goray_proto_rawDesc = "" +
 	"ListActors\x12\x1c.goray.rpc.ListActorsRequest\x1a\x1a.goray.rpc.ListActorsReply\x12@\n" +
 	"\bListJobs\x12\x1a.goray.rpc.ListJobsRequest\x1a\x18.goray.rpc.ListJobsReply\x12X\n" +
 	"\x10ReportTaskEvents\x12\".goray.rpc.ReportTaskEventsRequest\x1a .goray.rpc.ReportTaskEventsReply\x12C\n" +
-	"\tListTasks\x12\x1b.goray.rpc.ListTasksRequest\x1a\x19.goray.rpc.ListTasksReply2\x90\x04\n" +
+	"\tListTasks\x12\x1b.goray.rpc.ListTasksRequest\x1a\x19.goray.rpc.ListTasksReply\x12C\n" +
+	"\n" +
+	"GetMetrics\x12\x1c.goray.rpc.GetMetricsRequest\x1a\x17.goray.rpc.MetricsReply2\x90\x04\n" +
 	"\x06Raylet\x12R\n" +
 	"\x0eRegisterWorker\x12 .goray.rpc.RegisterWorkerRequest\x1a\x1e.goray.rpc.RegisterWorkerReply\x12>\n" +
 	"\fRequestLease\x12\x17.goray.rpc.LeaseRequest\x1a\x15.goray.rpc.LeaseReply\x12I\n" +
@@ -4173,7 +4381,7 @@ func file_goray_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 64)
+var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
 var file_goray_proto_goTypes = []any{
 	(ActorState)(0),                 // 0: goray.rpc.ActorState
 	(Strategy)(0),                   // 1: goray.rpc.Strategy
@@ -4230,32 +4438,38 @@ var file_goray_proto_goTypes = []any{
 	(*HostActorReply)(nil),          // 52: goray.rpc.HostActorReply
 	(*TaskEvent)(nil),               // 53: goray.rpc.TaskEvent
 	(*ReportTaskEventsRequest)(nil), // 54: goray.rpc.ReportTaskEventsRequest
-	(*ReportTaskEventsReply)(nil),   // 55: goray.rpc.ReportTaskEventsReply
-	(*ListTasksRequest)(nil),        // 56: goray.rpc.ListTasksRequest
-	(*ListTasksReply)(nil),          // 57: goray.rpc.ListTasksReply
-	(*ListObjectsRequest)(nil),      // 58: goray.rpc.ListObjectsRequest
-	(*StoreObject)(nil),             // 59: goray.rpc.StoreObject
-	(*ListObjectsReply)(nil),        // 60: goray.rpc.ListObjectsReply
-	nil,                             // 61: goray.rpc.ActorSpec.ResourcesEntry
-	nil,                             // 62: goray.rpc.ActorInfo.ResourcesEntry
-	nil,                             // 63: goray.rpc.NodeInfo.ResourcesEntry
-	nil,                             // 64: goray.rpc.LeaseRequest.ResourcesEntry
-	nil,                             // 65: goray.rpc.GetResourcesReply.TotalEntry
-	nil,                             // 66: goray.rpc.GetResourcesReply.AvailableEntry
+	(*LatencyHistogram)(nil),        // 55: goray.rpc.LatencyHistogram
+	(*GetMetricsRequest)(nil),       // 56: goray.rpc.GetMetricsRequest
+	(*MetricsReply)(nil),            // 57: goray.rpc.MetricsReply
+	(*ReportTaskEventsReply)(nil),   // 58: goray.rpc.ReportTaskEventsReply
+	(*ListTasksRequest)(nil),        // 59: goray.rpc.ListTasksRequest
+	(*ListTasksReply)(nil),          // 60: goray.rpc.ListTasksReply
+	(*ListObjectsRequest)(nil),      // 61: goray.rpc.ListObjectsRequest
+	(*StoreObject)(nil),             // 62: goray.rpc.StoreObject
+	(*ListObjectsReply)(nil),        // 63: goray.rpc.ListObjectsReply
+	nil,                             // 64: goray.rpc.ActorSpec.ResourcesEntry
+	nil,                             // 65: goray.rpc.ActorInfo.ResourcesEntry
+	nil,                             // 66: goray.rpc.NodeInfo.ResourcesEntry
+	nil,                             // 67: goray.rpc.LeaseRequest.ResourcesEntry
+	nil,                             // 68: goray.rpc.GetResourcesReply.TotalEntry
+	nil,                             // 69: goray.rpc.GetResourcesReply.AvailableEntry
+	nil,                             // 70: goray.rpc.ReportTaskEventsRequest.CountsEntry
+	nil,                             // 71: goray.rpc.MetricsReply.CountsEntry
+	nil,                             // 72: goray.rpc.MetricsReply.ActorsEntry
 }
 var file_goray_proto_depIdxs = []int32{
 	44, // 0: goray.rpc.ActorSpec.args:type_name -> goray.rpc.Arg
-	61, // 1: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	64, // 1: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
 	0,  // 2: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
-	62, // 3: goray.rpc.ActorInfo.resources:type_name -> goray.rpc.ActorInfo.ResourcesEntry
+	65, // 3: goray.rpc.ActorInfo.resources:type_name -> goray.rpc.ActorInfo.ResourcesEntry
 	5,  // 4: goray.rpc.ListActorsReply.actors:type_name -> goray.rpc.ActorInfo
-	63, // 5: goray.rpc.NodeInfo.resources:type_name -> goray.rpc.NodeInfo.ResourcesEntry
+	66, // 5: goray.rpc.NodeInfo.resources:type_name -> goray.rpc.NodeInfo.ResourcesEntry
 	11, // 6: goray.rpc.GetNodesReply.nodes:type_name -> goray.rpc.NodeInfo
 	16, // 7: goray.rpc.ListJobsReply.jobs:type_name -> goray.rpc.JobInfo
-	64, // 8: goray.rpc.LeaseRequest.resources:type_name -> goray.rpc.LeaseRequest.ResourcesEntry
+	67, // 8: goray.rpc.LeaseRequest.resources:type_name -> goray.rpc.LeaseRequest.ResourcesEntry
 	1,  // 9: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.Strategy
-	65, // 10: goray.rpc.GetResourcesReply.total:type_name -> goray.rpc.GetResourcesReply.TotalEntry
-	66, // 11: goray.rpc.GetResourcesReply.available:type_name -> goray.rpc.GetResourcesReply.AvailableEntry
+	68, // 10: goray.rpc.GetResourcesReply.total:type_name -> goray.rpc.GetResourcesReply.TotalEntry
+	69, // 11: goray.rpc.GetResourcesReply.available:type_name -> goray.rpc.GetResourcesReply.AvailableEntry
 	47, // 12: goray.rpc.GetObjectReply.object:type_name -> goray.rpc.ReturnObject
 	43, // 13: goray.rpc.RingRequest.task:type_name -> goray.rpc.TaskSpec
 	48, // 14: goray.rpc.RingReply.reply:type_name -> goray.rpc.TaskReply
@@ -4271,61 +4485,68 @@ var file_goray_proto_depIdxs = []int32{
 	3,  // 24: goray.rpc.HostActorRequest.spec:type_name -> goray.rpc.ActorSpec
 	50, // 25: goray.rpc.HostActorReply.error:type_name -> goray.rpc.ErrorInfo
 	53, // 26: goray.rpc.ReportTaskEventsRequest.events:type_name -> goray.rpc.TaskEvent
-	53, // 27: goray.rpc.ListTasksReply.events:type_name -> goray.rpc.TaskEvent
-	59, // 28: goray.rpc.ListObjectsReply.objects:type_name -> goray.rpc.StoreObject
-	11, // 29: goray.rpc.Gcs.RegisterNode:input_type -> goray.rpc.NodeInfo
-	13, // 30: goray.rpc.Gcs.GetNodes:input_type -> goray.rpc.GetNodesRequest
-	15, // 31: goray.rpc.Gcs.RegisterJob:input_type -> goray.rpc.RegisterJobRequest
-	3,  // 32: goray.rpc.Gcs.CreateActor:input_type -> goray.rpc.ActorSpec
-	6,  // 33: goray.rpc.Gcs.GetActor:input_type -> goray.rpc.GetActorRequest
-	7,  // 34: goray.rpc.Gcs.KillActor:input_type -> goray.rpc.KillActorRequest
-	9,  // 35: goray.rpc.Gcs.ListActors:input_type -> goray.rpc.ListActorsRequest
-	17, // 36: goray.rpc.Gcs.ListJobs:input_type -> goray.rpc.ListJobsRequest
-	54, // 37: goray.rpc.Gcs.ReportTaskEvents:input_type -> goray.rpc.ReportTaskEventsRequest
-	56, // 38: goray.rpc.Gcs.ListTasks:input_type -> goray.rpc.ListTasksRequest
-	20, // 39: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	22, // 40: goray.rpc.Raylet.RequestLease:input_type -> goray.rpc.LeaseRequest
-	24, // 41: goray.rpc.Raylet.ReturnLease:input_type -> goray.rpc.ReturnLeaseRequest
-	26, // 42: goray.rpc.Raylet.KillWorker:input_type -> goray.rpc.KillWorkerRequest
-	28, // 43: goray.rpc.Raylet.SetBlocked:input_type -> goray.rpc.SetBlockedRequest
-	30, // 44: goray.rpc.Raylet.GetResources:input_type -> goray.rpc.GetResourcesRequest
-	58, // 45: goray.rpc.Raylet.ListObjects:input_type -> goray.rpc.ListObjectsRequest
-	33, // 46: goray.rpc.CoreWorker.Attach:input_type -> goray.rpc.AttachRequest
-	51, // 47: goray.rpc.CoreWorker.HostActor:input_type -> goray.rpc.HostActorRequest
-	35, // 48: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	37, // 49: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowerRequest
-	37, // 50: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowerRequest
-	46, // 51: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelTaskRequest
-	39, // 52: goray.rpc.CoreWorker.Exit:input_type -> goray.rpc.ExitRequest
-	12, // 53: goray.rpc.Gcs.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	14, // 54: goray.rpc.Gcs.GetNodes:output_type -> goray.rpc.GetNodesReply
-	19, // 55: goray.rpc.Gcs.RegisterJob:output_type -> goray.rpc.RegisterJobReply
-	4,  // 56: goray.rpc.Gcs.CreateActor:output_type -> goray.rpc.CreateActorReply
-	5,  // 57: goray.rpc.Gcs.GetActor:output_type -> goray.rpc.ActorInfo
-	8,  // 58: goray.rpc.Gcs.KillActor:output_type -> goray.rpc.KillActorReply
-	10, // 59: goray.rpc.Gcs.ListActors:output_type -> goray.rpc.ListActorsReply
-	18, // 60: goray.rpc.Gcs.ListJobs:output_type -> goray.rpc.ListJobsReply
-	55, // 61: goray.rpc.Gcs.ReportTaskEvents:output_type -> goray.rpc.ReportTaskEventsReply
-	57, // 62: goray.rpc.Gcs.ListTasks:output_type -> goray.rpc.ListTasksReply
-	21, // 63: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.RegisterWorkerReply
-	23, // 64: goray.rpc.Raylet.RequestLease:output_type -> goray.rpc.LeaseReply
-	25, // 65: goray.rpc.Raylet.ReturnLease:output_type -> goray.rpc.ReturnLeaseReply
-	27, // 66: goray.rpc.Raylet.KillWorker:output_type -> goray.rpc.KillWorkerReply
-	29, // 67: goray.rpc.Raylet.SetBlocked:output_type -> goray.rpc.SetBlockedReply
-	31, // 68: goray.rpc.Raylet.GetResources:output_type -> goray.rpc.GetResourcesReply
-	60, // 69: goray.rpc.Raylet.ListObjects:output_type -> goray.rpc.ListObjectsReply
-	34, // 70: goray.rpc.CoreWorker.Attach:output_type -> goray.rpc.AttachReply
-	52, // 71: goray.rpc.CoreWorker.HostActor:output_type -> goray.rpc.HostActorReply
-	36, // 72: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	38, // 73: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.BorrowerReply
-	38, // 74: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.BorrowerReply
-	32, // 75: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.CancelTaskReply
-	40, // 76: goray.rpc.CoreWorker.Exit:output_type -> goray.rpc.ExitReply
-	53, // [53:77] is the sub-list for method output_type
-	29, // [29:53] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	70, // 27: goray.rpc.ReportTaskEventsRequest.counts:type_name -> goray.rpc.ReportTaskEventsRequest.CountsEntry
+	55, // 28: goray.rpc.ReportTaskEventsRequest.latencies:type_name -> goray.rpc.LatencyHistogram
+	71, // 29: goray.rpc.MetricsReply.counts:type_name -> goray.rpc.MetricsReply.CountsEntry
+	55, // 30: goray.rpc.MetricsReply.latencies:type_name -> goray.rpc.LatencyHistogram
+	72, // 31: goray.rpc.MetricsReply.actors:type_name -> goray.rpc.MetricsReply.ActorsEntry
+	53, // 32: goray.rpc.ListTasksReply.events:type_name -> goray.rpc.TaskEvent
+	62, // 33: goray.rpc.ListObjectsReply.objects:type_name -> goray.rpc.StoreObject
+	11, // 34: goray.rpc.Gcs.RegisterNode:input_type -> goray.rpc.NodeInfo
+	13, // 35: goray.rpc.Gcs.GetNodes:input_type -> goray.rpc.GetNodesRequest
+	15, // 36: goray.rpc.Gcs.RegisterJob:input_type -> goray.rpc.RegisterJobRequest
+	3,  // 37: goray.rpc.Gcs.CreateActor:input_type -> goray.rpc.ActorSpec
+	6,  // 38: goray.rpc.Gcs.GetActor:input_type -> goray.rpc.GetActorRequest
+	7,  // 39: goray.rpc.Gcs.KillActor:input_type -> goray.rpc.KillActorRequest
+	9,  // 40: goray.rpc.Gcs.ListActors:input_type -> goray.rpc.ListActorsRequest
+	17, // 41: goray.rpc.Gcs.ListJobs:input_type -> goray.rpc.ListJobsRequest
+	54, // 42: goray.rpc.Gcs.ReportTaskEvents:input_type -> goray.rpc.ReportTaskEventsRequest
+	59, // 43: goray.rpc.Gcs.ListTasks:input_type -> goray.rpc.ListTasksRequest
+	56, // 44: goray.rpc.Gcs.GetMetrics:input_type -> goray.rpc.GetMetricsRequest
+	20, // 45: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	22, // 46: goray.rpc.Raylet.RequestLease:input_type -> goray.rpc.LeaseRequest
+	24, // 47: goray.rpc.Raylet.ReturnLease:input_type -> goray.rpc.ReturnLeaseRequest
+	26, // 48: goray.rpc.Raylet.KillWorker:input_type -> goray.rpc.KillWorkerRequest
+	28, // 49: goray.rpc.Raylet.SetBlocked:input_type -> goray.rpc.SetBlockedRequest
+	30, // 50: goray.rpc.Raylet.GetResources:input_type -> goray.rpc.GetResourcesRequest
+	61, // 51: goray.rpc.Raylet.ListObjects:input_type -> goray.rpc.ListObjectsRequest
+	33, // 52: goray.rpc.CoreWorker.Attach:input_type -> goray.rpc.AttachRequest
+	51, // 53: goray.rpc.CoreWorker.HostActor:input_type -> goray.rpc.HostActorRequest
+	35, // 54: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	37, // 55: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowerRequest
+	37, // 56: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowerRequest
+	46, // 57: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelTaskRequest
+	39, // 58: goray.rpc.CoreWorker.Exit:input_type -> goray.rpc.ExitRequest
+	12, // 59: goray.rpc.Gcs.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	14, // 60: goray.rpc.Gcs.GetNodes:output_type -> goray.rpc.GetNodesReply
+	19, // 61: goray.rpc.Gcs.RegisterJob:output_type -> goray.rpc.RegisterJobReply
+	4,  // 62: goray.rpc.Gcs.CreateActor:output_type -> goray.rpc.CreateActorReply
+	5,  // 63: goray.rpc.Gcs.GetActor:output_type -> goray.rpc.ActorInfo
+	8,  // 64: goray.rpc.Gcs.KillActor:output_type -> goray.rpc.KillActorReply
+	10, // 65: goray.rpc.Gcs.ListActors:output_type -> goray.rpc.ListActorsReply
+	18, // 66: goray.rpc.Gcs.ListJobs:output_type -> goray.rpc.ListJobsReply
+	58, // 67: goray.rpc.Gcs.ReportTaskEvents:output_type -> goray.rpc.ReportTaskEventsReply
+	60, // 68: goray.rpc.Gcs.ListTasks:output_type -> goray.rpc.ListTasksReply
+	57, // 69: goray.rpc.Gcs.GetMetrics:output_type -> goray.rpc.MetricsReply
+	21, // 70: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.RegisterWorkerReply
+	23, // 71: goray.rpc.Raylet.RequestLease:output_type -> goray.rpc.LeaseReply
+	25, // 72: goray.rpc.Raylet.ReturnLease:output_type -> goray.rpc.ReturnLeaseReply
+	27, // 73: goray.rpc.Raylet.KillWorker:output_type -> goray.rpc.KillWorkerReply
+	29, // 74: goray.rpc.Raylet.SetBlocked:output_type -> goray.rpc.SetBlockedReply
+	31, // 75: goray.rpc.Raylet.GetResources:output_type -> goray.rpc.GetResourcesReply
+	63, // 76: goray.rpc.Raylet.ListObjects:output_type -> goray.rpc.ListObjectsReply
+	34, // 77: goray.rpc.CoreWorker.Attach:output_type -> goray.rpc.AttachReply
+	52, // 78: goray.rpc.CoreWorker.HostActor:output_type -> goray.rpc.HostActorReply
+	36, // 79: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	38, // 80: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.BorrowerReply
+	38, // 81: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.BorrowerReply
+	32, // 82: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.CancelTaskReply
+	40, // 83: goray.rpc.CoreWorker.Exit:output_type -> goray.rpc.ExitReply
+	59, // [59:84] is the sub-list for method output_type
+	34, // [34:59] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_goray_proto_init() }
@@ -4346,7 +4567,7 @@ func file_goray_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_proto_rawDesc), len(file_goray_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   64,
+			NumMessages:   70,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -37,6 +37,7 @@ const (
 	Gcs_ListJobs_FullMethodName         = "/goray.rpc.Gcs/ListJobs"
 	Gcs_ReportTaskEvents_FullMethodName = "/goray.rpc.Gcs/ReportTaskEvents"
 	Gcs_ListTasks_FullMethodName        = "/goray.rpc.Gcs/ListTasks"
+	Gcs_GetMetrics_FullMethodName       = "/goray.rpc.Gcs/GetMetrics"
 )
 
 // GcsClient is the client API for Gcs service.
@@ -69,6 +70,8 @@ type GcsClient interface {
 	ReportTaskEvents(ctx context.Context, in *ReportTaskEventsRequest, opts ...grpc.CallOption) (*ReportTaskEventsReply, error)
 	// ListTasks returns the recent task events, oldest first.
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksReply, error)
+	// GetMetrics returns the cluster's cumulative counters and histograms.
+	GetMetrics(ctx context.Context, in *GetMetricsRequest, opts ...grpc.CallOption) (*MetricsReply, error)
 }
 
 type gcsClient struct {
@@ -179,6 +182,16 @@ func (c *gcsClient) ListTasks(ctx context.Context, in *ListTasksRequest, opts ..
 	return out, nil
 }
 
+func (c *gcsClient) GetMetrics(ctx context.Context, in *GetMetricsRequest, opts ...grpc.CallOption) (*MetricsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MetricsReply)
+	err := c.cc.Invoke(ctx, Gcs_GetMetrics_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GcsServer is the server API for Gcs service.
 // All implementations must embed UnimplementedGcsServer
 // for forward compatibility.
@@ -209,6 +222,8 @@ type GcsServer interface {
 	ReportTaskEvents(context.Context, *ReportTaskEventsRequest) (*ReportTaskEventsReply, error)
 	// ListTasks returns the recent task events, oldest first.
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksReply, error)
+	// GetMetrics returns the cluster's cumulative counters and histograms.
+	GetMetrics(context.Context, *GetMetricsRequest) (*MetricsReply, error)
 	mustEmbedUnimplementedGcsServer()
 }
 
@@ -248,6 +263,9 @@ func (UnimplementedGcsServer) ReportTaskEvents(context.Context, *ReportTaskEvent
 }
 func (UnimplementedGcsServer) ListTasks(context.Context, *ListTasksRequest) (*ListTasksReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListTasks not implemented")
+}
+func (UnimplementedGcsServer) GetMetrics(context.Context, *GetMetricsRequest) (*MetricsReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetMetrics not implemented")
 }
 func (UnimplementedGcsServer) mustEmbedUnimplementedGcsServer() {}
 func (UnimplementedGcsServer) testEmbeddedByValue()             {}
@@ -450,6 +468,24 @@ func _Gcs_ListTasks_Handler(srv interface{}, ctx context.Context, dec func(inter
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Gcs_GetMetrics_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetMetricsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GcsServer).GetMetrics(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Gcs_GetMetrics_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GcsServer).GetMetrics(ctx, req.(*GetMetricsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Gcs_ServiceDesc is the grpc.ServiceDesc for Gcs service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -496,6 +532,10 @@ var Gcs_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListTasks",
 			Handler:    _Gcs_ListTasks_Handler,
+		},
+		{
+			MethodName: "GetMetrics",
+			Handler:    _Gcs_GetMetrics_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
