@@ -229,6 +229,9 @@ func TestClusterCommands(t *testing.T) {
 	out, err = runBin(bin, env, "memory")
 	require.NoError(t, err, out)
 	require.Contains(t, out, "Object store: 3.0 MiB used")
+	out, err = runBin(bin, env, "list", "objects", "--filter", "state=sealed")
+	require.NoError(t, err, out)
+	require.Contains(t, out, big.ID())
 	core.Free(big)
 
 	// The timeline parses as Chrome trace events.
@@ -271,7 +274,7 @@ func TestClusterCommands(t *testing.T) {
 	require.NoError(t, err, out)
 	require.Contains(t, out, "NODE_ID")
 	require.Contains(t, out, "CPU=2")
-	out, err = runBin(bin, env, "list", "objects")
+	out, err = runBin(bin, env, "list", "placement-groups")
 	require.Error(t, err)
 	require.Contains(t, out, "not built yet")
 	out, err = runBin(bin, env, "list", "actors", "--filter", "colour=red")

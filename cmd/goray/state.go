@@ -149,8 +149,8 @@ func newListCmd() *cobra.Command {
 	var addrFlag, format string
 	var filters []string
 	cmd := &cobra.Command{
-		Use:   "list nodes|jobs|actors|tasks",
-		Short: "List the cluster's nodes, jobs, actors or recent tasks",
+		Use:   "list nodes|jobs|actors|tasks|objects",
+		Short: "List the cluster's nodes, jobs, actors, recent tasks or stored objects",
 		Example: `  goray list actors
   goray list actors --filter state=ALIVE --format json
   goray list jobs`,
@@ -173,11 +173,11 @@ func newListCmd() *cobra.Command {
 			var cols []string
 			var rows []map[string]string
 			switch args[0] {
-			case "nodes", "jobs", "actors", "tasks":
-			case "objects", "placement-groups":
-				return fmt.Errorf("goray list %s is not built yet: nodes, jobs, actors and tasks are", args[0])
+			case "nodes", "jobs", "actors", "tasks", "objects":
+			case "placement-groups":
+				return fmt.Errorf("goray list %s: placement groups are not built yet", args[0])
 			default:
-				return fmt.Errorf("goray list %q: want nodes, jobs, actors or tasks", args[0])
+				return fmt.Errorf("goray list %q: want nodes, jobs, actors, tasks or objects", args[0])
 			}
 			c, err := dialCluster(ctx, addrFlag)
 			if err != nil {
@@ -228,6 +228,14 @@ func newListCmd() *cobra.Command {
 						"namespace": a.Namespace, "state": actorState(a.State), "pid": fmt.Sprint(a.Pid),
 						"restarts": fmt.Sprint(a.NumRestarts), "death_cause": a.DeathCause})
 				}
+			}
+			if args[0] == "objects" {
+				cols = []string{"object_id", "size", "state", "pins", "job"}
+				r, err := c.raylet.ListObjects(ctx, &rpc.ListObjectsRequest{})
+				if err != nil {
+					return err
+				}
+				rows = objectRows(r.Objects)
 			}
 			if args[0] == "tasks" {
 				cols = []string{"task_id", "name", "kind", "state", "pid", "duration_ms", "error"}
@@ -507,16 +515,7 @@ task or driver made it (an object's ID names its job).`,
 				return err
 			}
 			cols := []string{"object_id", "size", "state", "pins", "job"}
-			var rows []map[string]string
-			for _, o := range objs.Objects {
-				job := ""
-				if len(o.ObjectId) == ids.ObjectIDSize {
-					j := ids.ObjectID(o.ObjectId).Job()
-					job = hex.EncodeToString(j[:])
-				}
-				rows = append(rows, map[string]string{"object_id": hex.EncodeToString(o.ObjectId), "size": bytesString(o.Size),
-					"state": o.State, "pins": fmt.Sprint(o.Pins), "job": job})
-			}
+			rows := objectRows(objs.Objects)
 			if format == "table" {
 				fmt.Fprintf(cmd.OutOrStdout(), "Object store: %s used of %s, %d objects, %s spilled\n",
 					bytesString(res.ObjectStoreUsed), bytesString(res.ObjectStoreCapacity), res.ObjectStoreObjects, bytesString(res.ObjectStoreSpilled))
@@ -528,4 +527,18 @@ task or driver made it (an object's ID names its job).`,
 	cmd.Flags().StringVar(&format, "format", "table", "table or json")
 	cmd.Flags().IntVar(&limit, "limit", 20, "how many of the largest objects to list (0: all)")
 	return cmd
+}
+
+func objectRows(objs []*rpc.StoreObject) []map[string]string {
+	var rows []map[string]string
+	for _, o := range objs {
+		job := ""
+		if len(o.ObjectId) == ids.ObjectIDSize {
+			j := ids.ObjectID(o.ObjectId).Job()
+			job = hex.EncodeToString(j[:])
+		}
+		rows = append(rows, map[string]string{"object_id": hex.EncodeToString(o.ObjectId), "size": bytesString(o.Size),
+			"state": o.State, "pins": fmt.Sprint(o.Pins), "job": job})
+	}
+	return rows
 }
