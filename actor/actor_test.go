@@ -479,3 +479,23 @@ func TestGPUActor(t *testing.T) {
 	}
 	require.Equal(t, before, rt.AvailableResources()["GPU"], "given back after Kill")
 }
+
+var lateFailure = core.Register("actor.lateFailure", func(ctx context.Context) (int, error) {
+	time.Sleep(100 * time.Millisecond)
+	return 0, errors.New("the argument's task failed")
+})
+
+// A call whose argument fails does not hold up the calls queued behind it.
+func TestCallBehindFailedArgument(t *testing.T) {
+	ctx := testCtx(t)
+	h, err := counter.Remote(rt, 0)
+	require.NoError(t, err)
+	defer actor.Kill(h, true)
+	first := h.Call("Add", lateFailure.Remote(rt))
+	second := h.Call("Add", 5)
+	_, err = core.Get[int](ctx, first)
+	require.ErrorContains(t, err, "the argument's task failed")
+	v, err := core.Get[int](ctx, second)
+	require.NoError(t, err)
+	require.Equal(t, 5, v)
+}

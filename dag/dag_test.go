@@ -517,3 +517,21 @@ func TestLargerThanSlot(t *testing.T) {
 		require.Equal(t, append([]byte("<"), big...), got)
 	}
 }
+
+// A call skipped for an error still reads each of its inputs once, so the
+// next execution pairs the right messages.
+func TestErrorKeepsInputsInStep(t *testing.T) {
+	hs := newStages(t, 0, 0, 0)
+	in := dag.Input()
+	a := dag.Bind(hs[0], "FailIf", in)
+	b := dag.Bind(hs[1], "Add", in)
+	g := compile(t, dag.Bind(hs[2], "Sum", a, b))
+	ctx := testCtx(t)
+	f, err := g.Execute(ctx, -1)
+	require.NoError(t, err)
+	_, err = f.Get(ctx)
+	require.ErrorContains(t, err, "negative input -1")
+	for x := range 5 {
+		require.Equal(t, 2*x, run[int](t, g, x))
+	}
+}

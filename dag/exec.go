@@ -65,10 +65,11 @@ type CompiledDAG struct {
 	gotten   uint64 // futures whose Get has returned (or given up)
 	room     chan struct{}
 
-	closeOnce sync.Once
-	closed    chan struct{}
-	broken    error // the graph's fatal error (an actor died)
-	brokenMu  sync.Mutex
+	closeOnce  sync.Once
+	closed     chan struct{}
+	endsClosed chan struct{} // closed once the driver's ring ends are
+	broken     error         // the graph's fatal error (an actor died)
+	brokenMu   sync.Mutex
 }
 
 type result struct {
@@ -685,6 +686,23 @@ func (g *CompiledDAG) Teardown() error {
 				err = e
 			}
 		}
+		// The driver's own ends keep their rings mapped until closed. A
+		// Get or Execute may hold them (and may be what called Teardown):
+		// the rings are closed, so it returns at once and lets go.
+		g.endsClosed = make(chan struct{})
+		go func() {
+			defer close(g.endsClosed)
+			g.submitMu.Lock()
+			if g.in != nil {
+				g.in.Close()
+			}
+			g.submitMu.Unlock()
+			g.readMu.Lock()
+			for _, rd := range g.outs {
+				rd.Close()
+			}
+			g.readMu.Unlock()
+		}()
 		var wg sync.WaitGroup
 		for _, a := range g.p.actors {
 			wg.Add(1)

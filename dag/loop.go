@@ -122,12 +122,23 @@ func startLoopFn(ctx context.Context, spec loopSpec) (bool, error) {
 		ops[i] = r
 	}
 	var rings []*channel.Ring
-	closeAll := func() {
+	readers := make([]*channel.RingReader, len(spec.Reads))
+	writers := make([]*channel.RingWriter, len(spec.Writes))
+	closeAll := func() { // the ends hold their rings mapped: close them first
+		for _, rd := range readers {
+			if rd != nil {
+				rd.Close()
+			}
+		}
+		for _, w := range writers {
+			if w != nil {
+				w.Close()
+			}
+		}
 		for _, r := range rings {
 			r.Close()
 		}
 	}
-	readers := make([]*channel.RingReader, len(spec.Reads))
 	for i, rr := range spec.Reads {
 		r, err := channel.OpenShm(rr.Name)
 		if err != nil {
@@ -140,7 +151,6 @@ func startLoopFn(ctx context.Context, spec loopSpec) (bool, error) {
 			return false, err
 		}
 	}
-	writers := make([]*channel.RingWriter, len(spec.Writes))
 	for i, name := range spec.Writes {
 		r, err := channel.OpenShm(name)
 		if err != nil {
@@ -276,7 +286,18 @@ func (l *loop) run(ctx, mctx context.Context) {
 			}
 			for j, a := range op.spec.Args {
 				if failed != nil {
-					break
+					// The call is skipped, but each of its rings must still
+					// be read once for this execution, or they would fall a
+					// message behind the others.
+					if k := argKind(a.Kind); (k == argRing || k == argInput) && !got[a.Read] {
+						m, err := l.readers[a.Read].Read(ctx)
+						if err != nil {
+							l.fail(ctx, err)
+							return
+						}
+						msgs[a.Read], got[a.Read] = m, true
+					}
+					continue
 				}
 				switch argKind(a.Kind) {
 				case argConst:

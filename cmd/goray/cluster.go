@@ -233,8 +233,11 @@ func runHead(cmd *cobra.Command, f startFlags) error {
 		return err
 	}
 	defer h.Close()
+	// The pid and its start time: stop must not signal a process that
+	// reused the pid of a head that crashed.
+	self := shm.Self()
 	pidFile := filepath.Join(h.SessionDir(), "head.pid")
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+	if err := os.WriteFile(pidFile, []byte(fmt.Sprintf("%d %d", self.PID, self.Start)), 0o600); err != nil {
 		return err
 	}
 	if err := os.WriteFile(currentFile(), []byte(h.Address()), 0o600); err != nil {
@@ -279,12 +282,12 @@ func newStopCmd() *cobra.Command {
 				os.Remove(currentFile())
 				return fmt.Errorf("no goray head runs at %s (its session directory %s has no head.pid)", addr, dir)
 			}
-			pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-			if err != nil {
+			var p shm.Process
+			if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "%d %d", &p.PID, &p.Start); err != nil {
 				return fmt.Errorf("%s: bad head.pid: %w", dir, err)
 			}
-			p, err := shm.ProcessOf(pid)
-			if err == nil && p.Alive() {
+			pid := p.PID
+			if p.Alive() { // the same process: pid and start time
 				syscall.Kill(pid, syscall.SIGTERM)
 				deadline := time.Now().Add(15 * time.Second)
 				for p.Alive() && time.Now().Before(deadline) {

@@ -117,6 +117,7 @@ func (w *CoreWorker) SubmitActorCall(id ids.ActorID, class string, method *Funct
 			return t.returns
 		}
 		o.submitted++
+		t.counted++
 		if o.state == objPending {
 			t.pendingDeps++
 			o.dependents = append(o.dependents, t)
@@ -283,7 +284,8 @@ func (w *CoreWorker) actorBrokenLocked(l *leaseConn) {
 	}
 	if len(ac.queue) > 0 {
 		w.dispatchActorLocked(ac)
-	} else if len(ac.orphans) > 0 && !ac.connecting {
+	}
+	if len(ac.orphans) > 0 && !ac.connecting {
 		w.connectActorLocked(ac) // to learn how it died
 	}
 }

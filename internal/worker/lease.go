@@ -74,6 +74,9 @@ func (w *CoreWorker) attachRings(ctx context.Context, label, addr string, pid in
 	}
 	defer func() {
 		if err != nil {
+			if l.req != nil {
+				l.req.Close()
+			}
 			l.closeRings()
 		}
 	}()
@@ -273,11 +276,17 @@ func (w *CoreWorker) Cancel(id ids.ObjectID, force bool) error {
 	switch t.state {
 	case taskWaitingDeps:
 		w.failTaskLocked(t, cancelledInfo(t))
+		if t.actor != nil {
+			w.dispatchActorLocked(t.actor) // the calls queued behind it may go now
+		}
 	case taskQueued:
 		if t.actor == nil {
 			t.key.queue = deleteTask(t.key.queue, t)
 		} // an actor's queue skips finished calls
 		w.failTaskLocked(t, cancelledInfo(t))
+		if t.actor != nil {
+			w.dispatchActorLocked(t.actor)
+		}
 	case taskRunning:
 		l := t.lease
 		if l == nil {
@@ -327,12 +336,14 @@ func (w *CoreWorker) reconstructLocked(o *object) error {
 		return fmt.Errorf("rebuilding it would re-run task %s, whose retries (%d) are used up", t.name, t.maxRetries)
 	}
 	for _, d := range t.deps {
-		if a := w.objects[d.id]; a == nil {
+		if w.objects[d.id] == nil {
 			return fmt.Errorf("rebuilding it needs argument %d of task %s, which is freed", d.idx, t.name)
-		} else {
-			a.submitted++
 		}
 	}
+	for _, d := range t.deps {
+		w.objects[d.id].submitted++
+	}
+	t.counted = len(t.deps)
 	t.retriesLeft--
 	t.spec.Attempt++
 	t.cancelled = false

@@ -39,6 +39,7 @@ type task struct {
 	nested      []NestedRef    // refs inside argument values
 	held        []ids.ObjectID // those of nested held until the task ends
 	pendingDeps int
+	counted     int // deps whose submitted count this task raised (a prefix of deps)
 	returns     []ids.ObjectID
 	key         *keyQueue
 	retriesLeft int
@@ -168,6 +169,7 @@ func (w *CoreWorker) Submit(fn *Function, args []Arg, opts SubmitOptions) ([]ids
 			return t.returns, t.gen
 		}
 		o.submitted++
+		t.counted++
 		if o.state == objPending {
 			t.pendingDeps++
 			o.dependents = append(o.dependents, t)
@@ -212,6 +214,9 @@ func (w *CoreWorker) resolveLocked(t *task) {
 		case objFailed:
 			info := proto.Clone(o.err).(*rpc.ErrorInfo)
 			w.failTaskLocked(t, info)
+			if t.actor != nil {
+				w.dispatchActorLocked(t.actor) // the calls queued behind it may go now
+			}
 			return
 		case objInline:
 			t.spec.Args[d.idx] = &rpc.Arg{Value: o.value}
@@ -303,12 +308,13 @@ func (w *CoreWorker) finishTaskLocked(t *task) {
 	}
 	t.state = taskDone
 	delete(w.tasks, t.id)
-	for _, d := range t.deps {
+	for _, d := range t.deps[:t.counted] { // only the counts this task raised
 		if o := w.objects[d.id]; o != nil && o.submitted > 0 {
 			o.submitted--
 			w.maybeFreeLocked(o)
 		}
 	}
+	t.counted = 0
 	held := t.held
 	t.held = nil
 	w.releaseHeldLocked(held)
