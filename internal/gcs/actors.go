@@ -155,9 +155,12 @@ func (g *Server) scheduleLocked(e *actorEntry) {
 	a := g.actors
 	incarnation := e.info.Incarnation
 	spec := e.spec
+	leaseID := make([]byte, 16)
+	rand.Read(leaseID)
+	// Known before it is granted: the worker may die before this goroutine
+	// records it, and LeaseLost must still find the actor.
+	a.lease[string(leaseID)] = string(e.info.ActorId)
 	g.goActors(func(ctx context.Context) {
-		leaseID := make([]byte, 16)
-		rand.Read(leaseID)
 		req := &rpc.LeaseRequest{LeaseId: leaseID, Resources: spec.Resources, Dedicated: true, JobId: spec.JobId}
 		if !spec.Detached {
 			// The actor shares its owner's fate: the raylet ends the
@@ -168,6 +171,7 @@ func (g *Server) scheduleLocked(e *actorEntry) {
 		if err != nil {
 			g.mu.Lock()
 			defer g.mu.Unlock()
+			delete(a.lease, string(leaseID))
 			if e.info.Incarnation == incarnation {
 				g.deadLocked(e, fmt.Sprintf("no worker could be leased for it: %v", status.Convert(err).Message()))
 			}
@@ -175,12 +179,12 @@ func (g *Server) scheduleLocked(e *actorEntry) {
 		}
 		g.mu.Lock()
 		if e.info.Incarnation != incarnation || e.info.State == rpc.ActorState_ACTOR_DEAD {
+			delete(a.lease, string(leaseID))
 			g.mu.Unlock()
 			a.cfg.Raylet.ReturnLease(ctx, &rpc.ReturnLeaseRequest{LeaseId: leaseID, WorkerFailed: true})
 			return
 		}
 		e.leaseID = string(leaseID)
-		a.lease[string(leaseID)] = string(e.info.ActorId)
 		g.mu.Unlock()
 
 		var herr error

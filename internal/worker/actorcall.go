@@ -2,13 +2,16 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/goray/goray/internal/errs"
 	"github.com/goray/goray/internal/ids"
@@ -182,6 +185,18 @@ func (w *CoreWorker) connectActorLocked(ac *actorConn) {
 				l.closeRings()
 			}
 			return
+		case err != nil && !errors.Is(err, errActorUnknown):
+			// Unreachable for now (the GCS, or an attach that kept
+			// failing): these calls fail, later ones try again.
+			info := systemError(rpc.ErrorKind_ERROR_SYSTEM, "", "", fmt.Sprintf("actor %s (%s) is unreachable: %v", ac.id, ac.class, err))
+			q := ac.queue
+			ac.queue = nil
+			for _, t := range q {
+				if t.state != taskDone {
+					w.failTaskLocked(t, proto.Clone(info).(*rpc.ErrorInfo))
+				}
+			}
+			return
 		case err != nil:
 			ac.dead = &rpc.ErrorInfo{Message: fmt.Sprintf("%v: actor %s (%s): %v", errs.ErrActorDied, ac.id, ac.class, err)}
 		case info.State == rpc.ActorState_ACTOR_DEAD:
@@ -220,8 +235,11 @@ func (w *CoreWorker) connectActor(ac *actorConn, minInc uint32) (*rpc.ActorInfo,
 	}()
 	for attempt := 0; ; attempt++ {
 		info, err := w.cfg.Gcs.GetActor(ctx, &rpc.GetActorRequest{ActorId: ac.id[:], Wait: true, MinIncarnation: minInc})
+		if status.Code(err) == codes.NotFound {
+			return nil, nil, fmt.Errorf("%w: %s", errActorUnknown, status.Convert(err).Message())
+		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("the GCS does not know it: %s", status.Convert(err).Message())
+			return nil, nil, fmt.Errorf("ask the GCS where it is: %s", status.Convert(err).Message())
 		}
 		if info.State != rpc.ActorState_ACTOR_ALIVE {
 			return info, nil, nil
@@ -311,6 +329,9 @@ func (w *CoreWorker) failOrphansLocked(ac *actorConn, info *rpc.ActorInfo, err e
 				errs.ErrActorDied, ac.id, ac.class, t.name, ac.lostPid, how, t.maxRetries)})
 	}
 }
+
+// errActorUnknown: the GCS has no such actor (it will not come back).
+var errActorUnknown = errors.New("the GCS does not know it")
 
 // ActorDead records that an actor is dead for good (this process killed
 // it): later calls fail at once.
