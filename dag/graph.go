@@ -19,6 +19,11 @@
 // Nodes as Bind arguments (a Node inside a slice, map or struct is an
 // error); every node ends in the output; an actor takes part in one live
 // graph at a time; MaxInflight executions may be unread at once.
+//
+// A []byte or numeric-slice argument that reaches a method through a
+// channel is read in place: it aliases the channel's shared memory for the
+// duration of the call, and is reused afterwards. Copy what the actor
+// keeps. (Results that reach the driver are copied.)
 package dag
 
 import (
