@@ -255,3 +255,28 @@ func TestDeadBorrowerReleased(t *testing.T) {
 		return nil
 	})
 }
+
+var slowRefs = core.Register("slowRefs", func(ctx context.Context, d time.Duration, inner *core.ObjectRef) ([]*core.ObjectRef, error) {
+	time.Sleep(d) // ignores cancellation: its result arrives after Cancel
+	return []*core.ObjectRef{inner}, nil
+})
+
+// A result holding refs that arrives for a cancelled task is not adopted,
+// and the registration its worker made is undone: the object is freed.
+func TestCancelledResultReleasesRefs(t *testing.T) {
+	ctx := context.Background()
+	inner, err := core.Put(rt, "inner")
+	require.NoError(t, err)
+	ref := slowRefs.Remote(rt, 300*time.Millisecond, inner)
+	time.Sleep(50 * time.Millisecond)
+	require.NoError(t, core.Cancel(ref, false))
+	_, err = core.Get[[]*core.ObjectRef](ctx, ref)
+	require.ErrorIs(t, err, core.ErrTaskCancelled)
+	core.Free(inner)
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		if core.HasObject(rt, inner) {
+			return errors.New("the cancelled task's result still holds the object")
+		}
+		return nil
+	})
+}

@@ -239,12 +239,50 @@ func (w *CoreWorker) adoptNestedLocked(o *object, nested []*rpc.NestedRef) {
 // owner as a borrower of every ref inside it, before the reply goes out:
 // the worker's own refs may be gone the moment it has replied.
 func (w *CoreWorker) registerNested(ctx context.Context, nested []NestedRef, resultOwner string) error {
-	for _, r := range nested {
+	for i, r := range nested {
 		if err := w.callBorrower(ctx, r.Owner, r.ID, resultOwner, 1, true); err != nil {
+			w.unregisterNested(nested[:i], resultOwner)
 			return fmt.Errorf("register the result's owner as a borrower of object %s at %s: %w", r.ID, r.Owner, err)
 		}
 	}
 	return nil
+}
+
+// unregisterNested undoes registerNested for a result that will not be
+// adopted (its task failed after all, or its owner no longer wants it).
+func (w *CoreWorker) unregisterNested(nested []NestedRef, resultOwner string) {
+	for _, r := range nested {
+		w.goBG(func() {
+			if err := w.callBorrower(context.Background(), r.Owner, r.ID, resultOwner, 1, false); err != nil && status.Code(err) != codes.Unavailable {
+				w.cfg.Logf("goray: undo a borrower registration of object %s at %s: %v", r.ID, r.Owner, err)
+			}
+		})
+	}
+}
+
+func nestedFromRPC(n []*rpc.NestedRef) []NestedRef {
+	out := make([]NestedRef, 0, len(n))
+	for _, r := range n {
+		if len(r.ObjectId) == ids.ObjectIDSize {
+			out = append(out, NestedRef{ID: objectIDOf(r.ObjectId), Owner: r.OwnerAddress})
+		}
+	}
+	return out
+}
+
+// dropNestedLocked releases, at the owner, the registrations a worker made
+// for the refs inside a result this process will not adopt (the task was
+// cancelled, failed over, or the object freed).
+func (w *CoreWorker) dropNestedLocked(nested []*rpc.NestedRef) {
+	for _, r := range nestedFromRPC(nested) {
+		if r.Owner == w.cfg.Address {
+			w.borrowersLocked(&rpc.BorrowerRequest{ObjectIds: [][]byte{r.ID[:]}, BorrowerAddress: w.cfg.Address}, false)
+			continue
+		}
+		w.goBG(func() {
+			w.callBorrower(context.Background(), r.Owner, r.ID, w.cfg.Address, 1, false)
+		})
+	}
 }
 
 // dropDeadBorrowersLocked forgets the registrations of borrowers whose

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -57,6 +59,8 @@ type executor struct {
 	leaseID string
 	gpus    []int
 	actor   *hostedActor // the actor this worker hosts, if any
+
+	gcPending atomic.Bool // collectSoon scheduled a collection
 }
 
 // ringWriter is where replies go: a lease's ring, or an actor caller's
@@ -89,6 +93,24 @@ func writeProto(ctx context.Context, w *channel.RingWriter, m proto.Message) err
 		return fmt.Errorf("encode a ring message: %w", err)
 	}
 	return w.Commit(channel.KindData)
+}
+
+// collectSoon runs the garbage collector shortly after a task that
+// borrowed refs: the refs it dropped are then released (runtime.AddCleanup
+// runs after a collection), and their owners can free the objects, instead
+// of whenever this idle process next collects.
+func (e *executor) collectSoon() {
+	if e.gcPending.Swap(true) {
+		return
+	}
+	e.w.goBG(func() {
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-e.w.stop:
+		}
+		e.gcPending.Store(false)
+		runtime.GC()
+	})
 }
 
 func newExecutor(w *CoreWorker) *executor {
@@ -316,6 +338,7 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 				return fail(systemError(rpc.ErrorKind_ERROR_OBJECT_LOST, "", "",
 					fmt.Sprintf("%s argument %d: a ref inside it: %v", fn.Name, i+1, err)))
 			}
+			defer e.collectSoon()
 		}
 		in = append(in, v)
 	}
@@ -351,6 +374,12 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 	for i, v := range results {
 		ret, info := e.encodeResult(ctx, ids.NewObjectID(tid, uint32(i+1)), v, spec.OwnerAddress)
 		if info != nil {
+			// The results encoded so far will not reach the owner: undo
+			// the borrower registrations made for the refs inside them.
+			for _, r := range reply.Returns {
+				e.w.unregisterNested(nestedFromRPC(r.Nested), spec.OwnerAddress)
+			}
+			reply.Returns = nil
 			return fail(info)
 		}
 		reply.Returns = append(reply.Returns, ret)

@@ -165,6 +165,7 @@ func (w *CoreWorker) completeLocked(ret *rpc.ReturnObject) {
 		if ret.InStore && (o == nil || o.state != objInStore) {
 			w.cfg.Store.Delete(id) // nobody wants it (freed, or a duplicate)
 		}
+		w.dropNestedLocked(ret.Nested) // its worker registered this process for them
 		return
 	}
 	switch {

@@ -360,6 +360,9 @@ func (w *CoreWorker) handleReplyLocked(l *leaseConn, rep *rpc.RingReply) {
 		}
 		switch {
 		case t.cancelled:
+			for _, ret := range tr.Returns {
+				w.dropNestedLocked(ret.Nested) // results that will not be adopted
+			}
 			w.failTaskLocked(t, cancelledInfo(t))
 		case tr.Error != nil:
 			if tr.Error.Kind == rpc.ErrorKind_ERROR_APPLICATION && retryable(t, tr.Error) && w.retryLocked(t) {
