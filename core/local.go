@@ -88,3 +88,7 @@ func (l localRaylet) ListObjects(ctx context.Context, in *rpc.ListObjectsRequest
 func (l localGcs) GetMetrics(ctx context.Context, in *rpc.GetMetricsRequest, _ ...grpc.CallOption) (*rpc.MetricsReply, error) {
 	return l.g.GetMetrics(ctx, in)
 }
+
+func (l localRaylet) ListWorkers(ctx context.Context, in *rpc.ListWorkersRequest, _ ...grpc.CallOption) (*rpc.ListWorkersReply, error) {
+	return l.r.ListWorkers(ctx, in)
+}

@@ -50,6 +50,7 @@ func resolveAddress(flag string) (string, error) {
 // clusterClient is a connection to a cluster's GCS and raylet.
 type clusterClient struct {
 	addr   string
+	token  string
 	cc     *grpc.ClientConn
 	gcs    rpc.GcsClient
 	raylet rpc.RayletClient
@@ -72,7 +73,7 @@ func dialCluster(ctx context.Context, addrFlag string) (*clusterClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &clusterClient{addr: addr, cc: cc, gcs: rpc.NewGcsClient(cc), raylet: rpc.NewRayletClient(cc)}
+	c := &clusterClient{addr: addr, token: token, cc: cc, gcs: rpc.NewGcsClient(cc), raylet: rpc.NewRayletClient(cc)}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if _, err := c.gcs.GetNodes(cctx, &rpc.GetNodesRequest{}); err != nil {

@@ -226,6 +226,12 @@ func TestClusterCommands(t *testing.T) {
 	require.Equal(t, big.ID(), objs[0]["object_id"])
 	require.Equal(t, "3.0 MiB", objs[0]["size"])
 	require.Equal(t, "sealed", objs[0]["state"])
+	out, err = runBin(bin, env, "list", "jobs", "--format", "json")
+	require.NoError(t, err, out)
+	var jobList []map[string]string
+	require.NoError(t, json.Unmarshal([]byte(out), &jobList))
+	require.Equal(t, jobList[0]["driver_address"], objs[0]["owner"], "the driver that put it owns it")
+	require.Equal(t, "1 (1 local, 0 in tasks, 0 borrowers)", objs[0]["refs"])
 	out, err = runBin(bin, env, "memory")
 	require.NoError(t, err, out)
 	require.Contains(t, out, "Object store: 3.0 MiB used")

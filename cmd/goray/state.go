@@ -514,8 +514,18 @@ task or driver made it (an object's ID names its job).`,
 			if err != nil {
 				return err
 			}
-			cols := []string{"object_id", "size", "state", "pins", "job"}
+			cols := []string{"object_id", "size", "state", "pins", "owner", "refs"}
 			rows := objectRows(objs.Objects)
+			owners := findOwners(ctx, c, objs.Objects)
+			for i, o := range objs.Objects {
+				if ow, ok := owners[string(o.ObjectId)]; ok {
+					rows[i]["owner"] = ow.addr
+					rows[i]["refs"] = fmt.Sprintf("%d (%d local, %d in tasks, %d borrowers)",
+						ow.o.LocalRefs+ow.o.Submitted+ow.o.Borrowers, ow.o.LocalRefs, ow.o.Submitted, ow.o.Borrowers)
+				} else {
+					rows[i]["owner"], rows[i]["refs"] = "job "+rows[i]["job"]+" (owner gone)", "0"
+				}
+			}
 			if format == "table" {
 				fmt.Fprintf(cmd.OutOrStdout(), "Object store: %s used of %s, %d objects, %s spilled\n",
 					bytesString(res.ObjectStoreUsed), bytesString(res.ObjectStoreCapacity), res.ObjectStoreObjects, bytesString(res.ObjectStoreSpilled))
@@ -541,4 +551,53 @@ func objectRows(objs []*rpc.StoreObject) []map[string]string {
 			"state": o.State, "pins": fmt.Sprint(o.Pins), "job": job})
 	}
 	return rows
+}
+
+type ownerInfo struct {
+	addr string
+	o    *rpc.OwnedObject
+}
+
+// findOwners asks every process of the cluster (the drivers of running
+// jobs, the workers) which of objs it owns, and with how many refs: the
+// counts live in the owners, not in the store.
+func findOwners(ctx context.Context, c *clusterClient, objs []*rpc.StoreObject) map[string]ownerInfo {
+	out := map[string]ownerInfo{}
+	if len(objs) == 0 {
+		return out
+	}
+	req := &rpc.OwnedObjectsRequest{}
+	for _, o := range objs {
+		req.ObjectIds = append(req.ObjectIds, o.ObjectId)
+	}
+	var addrs []string
+	if jobs, err := c.gcs.ListJobs(ctx, &rpc.ListJobsRequest{}); err == nil {
+		for _, j := range jobs.Jobs {
+			if j.Alive {
+				addrs = append(addrs, j.DriverAddress)
+			}
+		}
+	}
+	if ws, err := c.raylet.ListWorkers(ctx, &rpc.ListWorkersRequest{}); err == nil {
+		for _, w := range ws.Workers {
+			addrs = append(addrs, w.Address)
+		}
+	}
+	for _, addr := range addrs {
+		cc, err := rpc.Dial(addr, c.token)
+		if err != nil {
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		rep, err := rpc.NewCoreWorkerClient(cc).OwnedObjects(actx, req)
+		cancel()
+		cc.Close()
+		if err != nil {
+			continue
+		}
+		for _, o := range rep.Objects {
+			out[string(o.ObjectId)] = ownerInfo{addr: addr, o: o}
+		}
+	}
+	return out
 }

@@ -678,3 +678,18 @@ func (r *Raylet) ListObjects(_ context.Context, req *rpc.ListObjectsRequest) (*r
 	}
 	return &rpc.ListObjectsReply{Objects: r.cfg.StoreObjects(int(req.Limit))}, nil
 }
+
+// ListWorkers lists the node's registered worker processes.
+func (r *Raylet) ListWorkers(context.Context, *rpc.ListWorkersRequest) (*rpc.ListWorkersReply, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := &rpc.ListWorkersReply{}
+	for _, w := range r.workers {
+		if w.addr == "" {
+			continue
+		}
+		out.Workers = append(out.Workers, &rpc.WorkerInfo{WorkerId: []byte(w.id), Pid: int32(w.proc.PID), Address: w.addr,
+			Leased: w.state == leased, JobId: []byte(w.job)})
+	}
+	return out, nil
+}

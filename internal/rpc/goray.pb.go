@@ -4006,6 +4006,318 @@ func (x *ListObjectsReply) GetObjects() []*StoreObject {
 	return nil
 }
 
+type ListWorkersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersRequest) Reset() {
+	*x = ListWorkersRequest{}
+	mi := &file_goray_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersRequest) ProtoMessage() {}
+
+func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{61}
+}
+
+type WorkerInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      []byte                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Pid           int32                  `protobuf:"varint,2,opt,name=pid,proto3" json:"pid,omitempty"`
+	Address       string                 `protobuf:"bytes,3,opt,name=address,proto3" json:"address,omitempty"`
+	Leased        bool                   `protobuf:"varint,4,opt,name=leased,proto3" json:"leased,omitempty"`
+	JobId         []byte                 `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerInfo) Reset() {
+	*x = WorkerInfo{}
+	mi := &file_goray_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerInfo) ProtoMessage() {}
+
+func (x *WorkerInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerInfo.ProtoReflect.Descriptor instead.
+func (*WorkerInfo) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *WorkerInfo) GetWorkerId() []byte {
+	if x != nil {
+		return x.WorkerId
+	}
+	return nil
+}
+
+func (x *WorkerInfo) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *WorkerInfo) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *WorkerInfo) GetLeased() bool {
+	if x != nil {
+		return x.Leased
+	}
+	return false
+}
+
+func (x *WorkerInfo) GetJobId() []byte {
+	if x != nil {
+		return x.JobId
+	}
+	return nil
+}
+
+type ListWorkersReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Workers       []*WorkerInfo          `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersReply) Reset() {
+	*x = ListWorkersReply{}
+	mi := &file_goray_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersReply) ProtoMessage() {}
+
+func (x *ListWorkersReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersReply.ProtoReflect.Descriptor instead.
+func (*ListWorkersReply) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ListWorkersReply) GetWorkers() []*WorkerInfo {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+type OwnedObjectsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectIds     [][]byte               `protobuf:"bytes,1,rep,name=object_ids,json=objectIds,proto3" json:"object_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnedObjectsRequest) Reset() {
+	*x = OwnedObjectsRequest{}
+	mi := &file_goray_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnedObjectsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnedObjectsRequest) ProtoMessage() {}
+
+func (x *OwnedObjectsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnedObjectsRequest.ProtoReflect.Descriptor instead.
+func (*OwnedObjectsRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *OwnedObjectsRequest) GetObjectIds() [][]byte {
+	if x != nil {
+		return x.ObjectIds
+	}
+	return nil
+}
+
+type OwnedObject struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	LocalRefs     int32                  `protobuf:"varint,2,opt,name=local_refs,json=localRefs,proto3" json:"local_refs,omitempty"` // refs in the owner process
+	Submitted     int32                  `protobuf:"varint,3,opt,name=submitted,proto3" json:"submitted,omitempty"`                  // tasks that take it as an argument
+	Borrowers     int32                  `protobuf:"varint,4,opt,name=borrowers,proto3" json:"borrowers,omitempty"`                  // registrations of other processes
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnedObject) Reset() {
+	*x = OwnedObject{}
+	mi := &file_goray_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnedObject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnedObject) ProtoMessage() {}
+
+func (x *OwnedObject) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnedObject.ProtoReflect.Descriptor instead.
+func (*OwnedObject) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *OwnedObject) GetObjectId() []byte {
+	if x != nil {
+		return x.ObjectId
+	}
+	return nil
+}
+
+func (x *OwnedObject) GetLocalRefs() int32 {
+	if x != nil {
+		return x.LocalRefs
+	}
+	return 0
+}
+
+func (x *OwnedObject) GetSubmitted() int32 {
+	if x != nil {
+		return x.Submitted
+	}
+	return 0
+}
+
+func (x *OwnedObject) GetBorrowers() int32 {
+	if x != nil {
+		return x.Borrowers
+	}
+	return 0
+}
+
+type OwnedObjectsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Objects       []*OwnedObject         `protobuf:"bytes,1,rep,name=objects,proto3" json:"objects,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OwnedObjectsReply) Reset() {
+	*x = OwnedObjectsReply{}
+	mi := &file_goray_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OwnedObjectsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OwnedObjectsReply) ProtoMessage() {}
+
+func (x *OwnedObjectsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OwnedObjectsReply.ProtoReflect.Descriptor instead.
+func (*OwnedObjectsReply) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *OwnedObjectsReply) GetObjects() []*OwnedObject {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
 var File_goray_proto protoreflect.FileDescriptor
 
 const file_goray_proto_rawDesc = "" +
@@ -4311,7 +4623,28 @@ const file_goray_proto_rawDesc = "" +
 	"\x04pins\x18\x04 \x01(\x05R\x04pins\x12\x1c\n" +
 	"\tevictable\x18\x05 \x01(\bR\tevictable\"D\n" +
 	"\x10ListObjectsReply\x120\n" +
-	"\aobjects\x18\x01 \x03(\v2\x16.goray.rpc.StoreObjectR\aobjects*V\n" +
+	"\aobjects\x18\x01 \x03(\v2\x16.goray.rpc.StoreObjectR\aobjects\"\x14\n" +
+	"\x12ListWorkersRequest\"\x84\x01\n" +
+	"\n" +
+	"WorkerInfo\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\fR\bworkerId\x12\x10\n" +
+	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12\x18\n" +
+	"\aaddress\x18\x03 \x01(\tR\aaddress\x12\x16\n" +
+	"\x06leased\x18\x04 \x01(\bR\x06leased\x12\x15\n" +
+	"\x06job_id\x18\x05 \x01(\fR\x05jobId\"C\n" +
+	"\x10ListWorkersReply\x12/\n" +
+	"\aworkers\x18\x01 \x03(\v2\x15.goray.rpc.WorkerInfoR\aworkers\"4\n" +
+	"\x13OwnedObjectsRequest\x12\x1d\n" +
+	"\n" +
+	"object_ids\x18\x01 \x03(\fR\tobjectIds\"\x85\x01\n" +
+	"\vOwnedObject\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x1d\n" +
+	"\n" +
+	"local_refs\x18\x02 \x01(\x05R\tlocalRefs\x12\x1c\n" +
+	"\tsubmitted\x18\x03 \x01(\x05R\tsubmitted\x12\x1c\n" +
+	"\tborrowers\x18\x04 \x01(\x05R\tborrowers\"E\n" +
+	"\x11OwnedObjectsReply\x120\n" +
+	"\aobjects\x18\x01 \x03(\v2\x16.goray.rpc.OwnedObjectR\aobjects*V\n" +
 	"\n" +
 	"ActorState\x12\x11\n" +
 	"\rACTOR_PENDING\x10\x00\x12\x0f\n" +
@@ -4346,7 +4679,7 @@ const file_goray_proto_rawDesc = "" +
 	"\x10ReportTaskEvents\x12\".goray.rpc.ReportTaskEventsRequest\x1a .goray.rpc.ReportTaskEventsReply\x12C\n" +
 	"\tListTasks\x12\x1b.goray.rpc.ListTasksRequest\x1a\x19.goray.rpc.ListTasksReply\x12C\n" +
 	"\n" +
-	"GetMetrics\x12\x1c.goray.rpc.GetMetricsRequest\x1a\x17.goray.rpc.MetricsReply2\x90\x04\n" +
+	"GetMetrics\x12\x1c.goray.rpc.GetMetricsRequest\x1a\x17.goray.rpc.MetricsReply2\xdb\x04\n" +
 	"\x06Raylet\x12R\n" +
 	"\x0eRegisterWorker\x12 .goray.rpc.RegisterWorkerRequest\x1a\x1e.goray.rpc.RegisterWorkerReply\x12>\n" +
 	"\fRequestLease\x12\x17.goray.rpc.LeaseRequest\x1a\x15.goray.rpc.LeaseReply\x12I\n" +
@@ -4356,10 +4689,12 @@ const file_goray_proto_rawDesc = "" +
 	"\n" +
 	"SetBlocked\x12\x1c.goray.rpc.SetBlockedRequest\x1a\x1a.goray.rpc.SetBlockedReply\x12L\n" +
 	"\fGetResources\x12\x1e.goray.rpc.GetResourcesRequest\x1a\x1c.goray.rpc.GetResourcesReply\x12I\n" +
-	"\vListObjects\x12\x1d.goray.rpc.ListObjectsRequest\x1a\x1b.goray.rpc.ListObjectsReply2\xdd\x03\n" +
+	"\vListObjects\x12\x1d.goray.rpc.ListObjectsRequest\x1a\x1b.goray.rpc.ListObjectsReply\x12I\n" +
+	"\vListWorkers\x12\x1d.goray.rpc.ListWorkersRequest\x1a\x1b.goray.rpc.ListWorkersReply2\xab\x04\n" +
 	"\n" +
 	"CoreWorker\x12:\n" +
-	"\x06Attach\x12\x18.goray.rpc.AttachRequest\x1a\x16.goray.rpc.AttachReply\x12C\n" +
+	"\x06Attach\x12\x18.goray.rpc.AttachRequest\x1a\x16.goray.rpc.AttachReply\x12L\n" +
+	"\fOwnedObjects\x12\x1e.goray.rpc.OwnedObjectsRequest\x1a\x1c.goray.rpc.OwnedObjectsReply\x12C\n" +
 	"\tHostActor\x12\x1b.goray.rpc.HostActorRequest\x1a\x19.goray.rpc.HostActorReply\x12C\n" +
 	"\tGetObject\x12\x1b.goray.rpc.GetObjectRequest\x1a\x19.goray.rpc.GetObjectReply\x12C\n" +
 	"\vAddBorrower\x12\x1a.goray.rpc.BorrowerRequest\x1a\x18.goray.rpc.BorrowerReply\x12F\n" +
@@ -4381,7 +4716,7 @@ func file_goray_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 70)
+var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_goray_proto_goTypes = []any{
 	(ActorState)(0),                 // 0: goray.rpc.ActorState
 	(Strategy)(0),                   // 1: goray.rpc.Strategy
@@ -4447,29 +4782,35 @@ var file_goray_proto_goTypes = []any{
 	(*ListObjectsRequest)(nil),      // 61: goray.rpc.ListObjectsRequest
 	(*StoreObject)(nil),             // 62: goray.rpc.StoreObject
 	(*ListObjectsReply)(nil),        // 63: goray.rpc.ListObjectsReply
-	nil,                             // 64: goray.rpc.ActorSpec.ResourcesEntry
-	nil,                             // 65: goray.rpc.ActorInfo.ResourcesEntry
-	nil,                             // 66: goray.rpc.NodeInfo.ResourcesEntry
-	nil,                             // 67: goray.rpc.LeaseRequest.ResourcesEntry
-	nil,                             // 68: goray.rpc.GetResourcesReply.TotalEntry
-	nil,                             // 69: goray.rpc.GetResourcesReply.AvailableEntry
-	nil,                             // 70: goray.rpc.ReportTaskEventsRequest.CountsEntry
-	nil,                             // 71: goray.rpc.MetricsReply.CountsEntry
-	nil,                             // 72: goray.rpc.MetricsReply.ActorsEntry
+	(*ListWorkersRequest)(nil),      // 64: goray.rpc.ListWorkersRequest
+	(*WorkerInfo)(nil),              // 65: goray.rpc.WorkerInfo
+	(*ListWorkersReply)(nil),        // 66: goray.rpc.ListWorkersReply
+	(*OwnedObjectsRequest)(nil),     // 67: goray.rpc.OwnedObjectsRequest
+	(*OwnedObject)(nil),             // 68: goray.rpc.OwnedObject
+	(*OwnedObjectsReply)(nil),       // 69: goray.rpc.OwnedObjectsReply
+	nil,                             // 70: goray.rpc.ActorSpec.ResourcesEntry
+	nil,                             // 71: goray.rpc.ActorInfo.ResourcesEntry
+	nil,                             // 72: goray.rpc.NodeInfo.ResourcesEntry
+	nil,                             // 73: goray.rpc.LeaseRequest.ResourcesEntry
+	nil,                             // 74: goray.rpc.GetResourcesReply.TotalEntry
+	nil,                             // 75: goray.rpc.GetResourcesReply.AvailableEntry
+	nil,                             // 76: goray.rpc.ReportTaskEventsRequest.CountsEntry
+	nil,                             // 77: goray.rpc.MetricsReply.CountsEntry
+	nil,                             // 78: goray.rpc.MetricsReply.ActorsEntry
 }
 var file_goray_proto_depIdxs = []int32{
 	44, // 0: goray.rpc.ActorSpec.args:type_name -> goray.rpc.Arg
-	64, // 1: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	70, // 1: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
 	0,  // 2: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
-	65, // 3: goray.rpc.ActorInfo.resources:type_name -> goray.rpc.ActorInfo.ResourcesEntry
+	71, // 3: goray.rpc.ActorInfo.resources:type_name -> goray.rpc.ActorInfo.ResourcesEntry
 	5,  // 4: goray.rpc.ListActorsReply.actors:type_name -> goray.rpc.ActorInfo
-	66, // 5: goray.rpc.NodeInfo.resources:type_name -> goray.rpc.NodeInfo.ResourcesEntry
+	72, // 5: goray.rpc.NodeInfo.resources:type_name -> goray.rpc.NodeInfo.ResourcesEntry
 	11, // 6: goray.rpc.GetNodesReply.nodes:type_name -> goray.rpc.NodeInfo
 	16, // 7: goray.rpc.ListJobsReply.jobs:type_name -> goray.rpc.JobInfo
-	67, // 8: goray.rpc.LeaseRequest.resources:type_name -> goray.rpc.LeaseRequest.ResourcesEntry
+	73, // 8: goray.rpc.LeaseRequest.resources:type_name -> goray.rpc.LeaseRequest.ResourcesEntry
 	1,  // 9: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.Strategy
-	68, // 10: goray.rpc.GetResourcesReply.total:type_name -> goray.rpc.GetResourcesReply.TotalEntry
-	69, // 11: goray.rpc.GetResourcesReply.available:type_name -> goray.rpc.GetResourcesReply.AvailableEntry
+	74, // 10: goray.rpc.GetResourcesReply.total:type_name -> goray.rpc.GetResourcesReply.TotalEntry
+	75, // 11: goray.rpc.GetResourcesReply.available:type_name -> goray.rpc.GetResourcesReply.AvailableEntry
 	47, // 12: goray.rpc.GetObjectReply.object:type_name -> goray.rpc.ReturnObject
 	43, // 13: goray.rpc.RingRequest.task:type_name -> goray.rpc.TaskSpec
 	48, // 14: goray.rpc.RingReply.reply:type_name -> goray.rpc.TaskReply
@@ -4485,68 +4826,74 @@ var file_goray_proto_depIdxs = []int32{
 	3,  // 24: goray.rpc.HostActorRequest.spec:type_name -> goray.rpc.ActorSpec
 	50, // 25: goray.rpc.HostActorReply.error:type_name -> goray.rpc.ErrorInfo
 	53, // 26: goray.rpc.ReportTaskEventsRequest.events:type_name -> goray.rpc.TaskEvent
-	70, // 27: goray.rpc.ReportTaskEventsRequest.counts:type_name -> goray.rpc.ReportTaskEventsRequest.CountsEntry
+	76, // 27: goray.rpc.ReportTaskEventsRequest.counts:type_name -> goray.rpc.ReportTaskEventsRequest.CountsEntry
 	55, // 28: goray.rpc.ReportTaskEventsRequest.latencies:type_name -> goray.rpc.LatencyHistogram
-	71, // 29: goray.rpc.MetricsReply.counts:type_name -> goray.rpc.MetricsReply.CountsEntry
+	77, // 29: goray.rpc.MetricsReply.counts:type_name -> goray.rpc.MetricsReply.CountsEntry
 	55, // 30: goray.rpc.MetricsReply.latencies:type_name -> goray.rpc.LatencyHistogram
-	72, // 31: goray.rpc.MetricsReply.actors:type_name -> goray.rpc.MetricsReply.ActorsEntry
+	78, // 31: goray.rpc.MetricsReply.actors:type_name -> goray.rpc.MetricsReply.ActorsEntry
 	53, // 32: goray.rpc.ListTasksReply.events:type_name -> goray.rpc.TaskEvent
 	62, // 33: goray.rpc.ListObjectsReply.objects:type_name -> goray.rpc.StoreObject
-	11, // 34: goray.rpc.Gcs.RegisterNode:input_type -> goray.rpc.NodeInfo
-	13, // 35: goray.rpc.Gcs.GetNodes:input_type -> goray.rpc.GetNodesRequest
-	15, // 36: goray.rpc.Gcs.RegisterJob:input_type -> goray.rpc.RegisterJobRequest
-	3,  // 37: goray.rpc.Gcs.CreateActor:input_type -> goray.rpc.ActorSpec
-	6,  // 38: goray.rpc.Gcs.GetActor:input_type -> goray.rpc.GetActorRequest
-	7,  // 39: goray.rpc.Gcs.KillActor:input_type -> goray.rpc.KillActorRequest
-	9,  // 40: goray.rpc.Gcs.ListActors:input_type -> goray.rpc.ListActorsRequest
-	17, // 41: goray.rpc.Gcs.ListJobs:input_type -> goray.rpc.ListJobsRequest
-	54, // 42: goray.rpc.Gcs.ReportTaskEvents:input_type -> goray.rpc.ReportTaskEventsRequest
-	59, // 43: goray.rpc.Gcs.ListTasks:input_type -> goray.rpc.ListTasksRequest
-	56, // 44: goray.rpc.Gcs.GetMetrics:input_type -> goray.rpc.GetMetricsRequest
-	20, // 45: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	22, // 46: goray.rpc.Raylet.RequestLease:input_type -> goray.rpc.LeaseRequest
-	24, // 47: goray.rpc.Raylet.ReturnLease:input_type -> goray.rpc.ReturnLeaseRequest
-	26, // 48: goray.rpc.Raylet.KillWorker:input_type -> goray.rpc.KillWorkerRequest
-	28, // 49: goray.rpc.Raylet.SetBlocked:input_type -> goray.rpc.SetBlockedRequest
-	30, // 50: goray.rpc.Raylet.GetResources:input_type -> goray.rpc.GetResourcesRequest
-	61, // 51: goray.rpc.Raylet.ListObjects:input_type -> goray.rpc.ListObjectsRequest
-	33, // 52: goray.rpc.CoreWorker.Attach:input_type -> goray.rpc.AttachRequest
-	51, // 53: goray.rpc.CoreWorker.HostActor:input_type -> goray.rpc.HostActorRequest
-	35, // 54: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	37, // 55: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowerRequest
-	37, // 56: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowerRequest
-	46, // 57: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelTaskRequest
-	39, // 58: goray.rpc.CoreWorker.Exit:input_type -> goray.rpc.ExitRequest
-	12, // 59: goray.rpc.Gcs.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	14, // 60: goray.rpc.Gcs.GetNodes:output_type -> goray.rpc.GetNodesReply
-	19, // 61: goray.rpc.Gcs.RegisterJob:output_type -> goray.rpc.RegisterJobReply
-	4,  // 62: goray.rpc.Gcs.CreateActor:output_type -> goray.rpc.CreateActorReply
-	5,  // 63: goray.rpc.Gcs.GetActor:output_type -> goray.rpc.ActorInfo
-	8,  // 64: goray.rpc.Gcs.KillActor:output_type -> goray.rpc.KillActorReply
-	10, // 65: goray.rpc.Gcs.ListActors:output_type -> goray.rpc.ListActorsReply
-	18, // 66: goray.rpc.Gcs.ListJobs:output_type -> goray.rpc.ListJobsReply
-	58, // 67: goray.rpc.Gcs.ReportTaskEvents:output_type -> goray.rpc.ReportTaskEventsReply
-	60, // 68: goray.rpc.Gcs.ListTasks:output_type -> goray.rpc.ListTasksReply
-	57, // 69: goray.rpc.Gcs.GetMetrics:output_type -> goray.rpc.MetricsReply
-	21, // 70: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.RegisterWorkerReply
-	23, // 71: goray.rpc.Raylet.RequestLease:output_type -> goray.rpc.LeaseReply
-	25, // 72: goray.rpc.Raylet.ReturnLease:output_type -> goray.rpc.ReturnLeaseReply
-	27, // 73: goray.rpc.Raylet.KillWorker:output_type -> goray.rpc.KillWorkerReply
-	29, // 74: goray.rpc.Raylet.SetBlocked:output_type -> goray.rpc.SetBlockedReply
-	31, // 75: goray.rpc.Raylet.GetResources:output_type -> goray.rpc.GetResourcesReply
-	63, // 76: goray.rpc.Raylet.ListObjects:output_type -> goray.rpc.ListObjectsReply
-	34, // 77: goray.rpc.CoreWorker.Attach:output_type -> goray.rpc.AttachReply
-	52, // 78: goray.rpc.CoreWorker.HostActor:output_type -> goray.rpc.HostActorReply
-	36, // 79: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	38, // 80: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.BorrowerReply
-	38, // 81: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.BorrowerReply
-	32, // 82: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.CancelTaskReply
-	40, // 83: goray.rpc.CoreWorker.Exit:output_type -> goray.rpc.ExitReply
-	59, // [59:84] is the sub-list for method output_type
-	34, // [34:59] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	65, // 34: goray.rpc.ListWorkersReply.workers:type_name -> goray.rpc.WorkerInfo
+	68, // 35: goray.rpc.OwnedObjectsReply.objects:type_name -> goray.rpc.OwnedObject
+	11, // 36: goray.rpc.Gcs.RegisterNode:input_type -> goray.rpc.NodeInfo
+	13, // 37: goray.rpc.Gcs.GetNodes:input_type -> goray.rpc.GetNodesRequest
+	15, // 38: goray.rpc.Gcs.RegisterJob:input_type -> goray.rpc.RegisterJobRequest
+	3,  // 39: goray.rpc.Gcs.CreateActor:input_type -> goray.rpc.ActorSpec
+	6,  // 40: goray.rpc.Gcs.GetActor:input_type -> goray.rpc.GetActorRequest
+	7,  // 41: goray.rpc.Gcs.KillActor:input_type -> goray.rpc.KillActorRequest
+	9,  // 42: goray.rpc.Gcs.ListActors:input_type -> goray.rpc.ListActorsRequest
+	17, // 43: goray.rpc.Gcs.ListJobs:input_type -> goray.rpc.ListJobsRequest
+	54, // 44: goray.rpc.Gcs.ReportTaskEvents:input_type -> goray.rpc.ReportTaskEventsRequest
+	59, // 45: goray.rpc.Gcs.ListTasks:input_type -> goray.rpc.ListTasksRequest
+	56, // 46: goray.rpc.Gcs.GetMetrics:input_type -> goray.rpc.GetMetricsRequest
+	20, // 47: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	22, // 48: goray.rpc.Raylet.RequestLease:input_type -> goray.rpc.LeaseRequest
+	24, // 49: goray.rpc.Raylet.ReturnLease:input_type -> goray.rpc.ReturnLeaseRequest
+	26, // 50: goray.rpc.Raylet.KillWorker:input_type -> goray.rpc.KillWorkerRequest
+	28, // 51: goray.rpc.Raylet.SetBlocked:input_type -> goray.rpc.SetBlockedRequest
+	30, // 52: goray.rpc.Raylet.GetResources:input_type -> goray.rpc.GetResourcesRequest
+	61, // 53: goray.rpc.Raylet.ListObjects:input_type -> goray.rpc.ListObjectsRequest
+	64, // 54: goray.rpc.Raylet.ListWorkers:input_type -> goray.rpc.ListWorkersRequest
+	33, // 55: goray.rpc.CoreWorker.Attach:input_type -> goray.rpc.AttachRequest
+	67, // 56: goray.rpc.CoreWorker.OwnedObjects:input_type -> goray.rpc.OwnedObjectsRequest
+	51, // 57: goray.rpc.CoreWorker.HostActor:input_type -> goray.rpc.HostActorRequest
+	35, // 58: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	37, // 59: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowerRequest
+	37, // 60: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowerRequest
+	46, // 61: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelTaskRequest
+	39, // 62: goray.rpc.CoreWorker.Exit:input_type -> goray.rpc.ExitRequest
+	12, // 63: goray.rpc.Gcs.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	14, // 64: goray.rpc.Gcs.GetNodes:output_type -> goray.rpc.GetNodesReply
+	19, // 65: goray.rpc.Gcs.RegisterJob:output_type -> goray.rpc.RegisterJobReply
+	4,  // 66: goray.rpc.Gcs.CreateActor:output_type -> goray.rpc.CreateActorReply
+	5,  // 67: goray.rpc.Gcs.GetActor:output_type -> goray.rpc.ActorInfo
+	8,  // 68: goray.rpc.Gcs.KillActor:output_type -> goray.rpc.KillActorReply
+	10, // 69: goray.rpc.Gcs.ListActors:output_type -> goray.rpc.ListActorsReply
+	18, // 70: goray.rpc.Gcs.ListJobs:output_type -> goray.rpc.ListJobsReply
+	58, // 71: goray.rpc.Gcs.ReportTaskEvents:output_type -> goray.rpc.ReportTaskEventsReply
+	60, // 72: goray.rpc.Gcs.ListTasks:output_type -> goray.rpc.ListTasksReply
+	57, // 73: goray.rpc.Gcs.GetMetrics:output_type -> goray.rpc.MetricsReply
+	21, // 74: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.RegisterWorkerReply
+	23, // 75: goray.rpc.Raylet.RequestLease:output_type -> goray.rpc.LeaseReply
+	25, // 76: goray.rpc.Raylet.ReturnLease:output_type -> goray.rpc.ReturnLeaseReply
+	27, // 77: goray.rpc.Raylet.KillWorker:output_type -> goray.rpc.KillWorkerReply
+	29, // 78: goray.rpc.Raylet.SetBlocked:output_type -> goray.rpc.SetBlockedReply
+	31, // 79: goray.rpc.Raylet.GetResources:output_type -> goray.rpc.GetResourcesReply
+	63, // 80: goray.rpc.Raylet.ListObjects:output_type -> goray.rpc.ListObjectsReply
+	66, // 81: goray.rpc.Raylet.ListWorkers:output_type -> goray.rpc.ListWorkersReply
+	34, // 82: goray.rpc.CoreWorker.Attach:output_type -> goray.rpc.AttachReply
+	69, // 83: goray.rpc.CoreWorker.OwnedObjects:output_type -> goray.rpc.OwnedObjectsReply
+	52, // 84: goray.rpc.CoreWorker.HostActor:output_type -> goray.rpc.HostActorReply
+	36, // 85: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	38, // 86: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.BorrowerReply
+	38, // 87: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.BorrowerReply
+	32, // 88: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.CancelTaskReply
+	40, // 89: goray.rpc.CoreWorker.Exit:output_type -> goray.rpc.ExitReply
+	63, // [63:90] is the sub-list for method output_type
+	36, // [36:63] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_goray_proto_init() }
@@ -4567,7 +4914,7 @@ func file_goray_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_proto_rawDesc), len(file_goray_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   70,
+			NumMessages:   76,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -550,6 +550,7 @@ const (
 	Raylet_SetBlocked_FullMethodName     = "/goray.rpc.Raylet/SetBlocked"
 	Raylet_GetResources_FullMethodName   = "/goray.rpc.Raylet/GetResources"
 	Raylet_ListObjects_FullMethodName    = "/goray.rpc.Raylet/ListObjects"
+	Raylet_ListWorkers_FullMethodName    = "/goray.rpc.Raylet/ListWorkers"
 )
 
 // RayletClient is the client API for Raylet service.
@@ -572,6 +573,8 @@ type RayletClient interface {
 	GetResources(ctx context.Context, in *GetResourcesRequest, opts ...grpc.CallOption) (*GetResourcesReply, error)
 	// ListObjects lists the largest objects in the node's store.
 	ListObjects(ctx context.Context, in *ListObjectsRequest, opts ...grpc.CallOption) (*ListObjectsReply, error)
+	// ListWorkers lists the node's worker processes.
+	ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersReply, error)
 }
 
 type rayletClient struct {
@@ -652,6 +655,16 @@ func (c *rayletClient) ListObjects(ctx context.Context, in *ListObjectsRequest, 
 	return out, nil
 }
 
+func (c *rayletClient) ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWorkersReply)
+	err := c.cc.Invoke(ctx, Raylet_ListWorkers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RayletServer is the server API for Raylet service.
 // All implementations must embed UnimplementedRayletServer
 // for forward compatibility.
@@ -672,6 +685,8 @@ type RayletServer interface {
 	GetResources(context.Context, *GetResourcesRequest) (*GetResourcesReply, error)
 	// ListObjects lists the largest objects in the node's store.
 	ListObjects(context.Context, *ListObjectsRequest) (*ListObjectsReply, error)
+	// ListWorkers lists the node's worker processes.
+	ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersReply, error)
 	mustEmbedUnimplementedRayletServer()
 }
 
@@ -702,6 +717,9 @@ func (UnimplementedRayletServer) GetResources(context.Context, *GetResourcesRequ
 }
 func (UnimplementedRayletServer) ListObjects(context.Context, *ListObjectsRequest) (*ListObjectsReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListObjects not implemented")
+}
+func (UnimplementedRayletServer) ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListWorkers not implemented")
 }
 func (UnimplementedRayletServer) mustEmbedUnimplementedRayletServer() {}
 func (UnimplementedRayletServer) testEmbeddedByValue()                {}
@@ -850,6 +868,24 @@ func _Raylet_ListObjects_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Raylet_ListWorkers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWorkersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RayletServer).ListWorkers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Raylet_ListWorkers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RayletServer).ListWorkers(ctx, req.(*ListWorkersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Raylet_ServiceDesc is the grpc.ServiceDesc for Raylet service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -885,6 +921,10 @@ var Raylet_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListObjects",
 			Handler:    _Raylet_ListObjects_Handler,
 		},
+		{
+			MethodName: "ListWorkers",
+			Handler:    _Raylet_ListWorkers_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "goray.proto",
@@ -892,6 +932,7 @@ var Raylet_ServiceDesc = grpc.ServiceDesc{
 
 const (
 	CoreWorker_Attach_FullMethodName         = "/goray.rpc.CoreWorker/Attach"
+	CoreWorker_OwnedObjects_FullMethodName   = "/goray.rpc.CoreWorker/OwnedObjects"
 	CoreWorker_HostActor_FullMethodName      = "/goray.rpc.CoreWorker/HostActor"
 	CoreWorker_GetObject_FullMethodName      = "/goray.rpc.CoreWorker/GetObject"
 	CoreWorker_AddBorrower_FullMethodName    = "/goray.rpc.CoreWorker/AddBorrower"
@@ -908,6 +949,9 @@ type CoreWorkerClient interface {
 	// reads task specs from request_ring and writes replies to reply_ring
 	// until the submitter closes the request ring.
 	Attach(ctx context.Context, in *AttachRequest, opts ...grpc.CallOption) (*AttachReply, error)
+	// OwnedObjects says which of object_ids this process owns, with their
+	// reference counts (goray memory).
+	OwnedObjects(ctx context.Context, in *OwnedObjectsRequest, opts ...grpc.CallOption) (*OwnedObjectsReply, error)
 	// HostActor runs an actor's constructor in this (dedicated) worker; the
 	// worker then serves the actor's calls. A failed constructor gives error.
 	HostActor(ctx context.Context, in *HostActorRequest, opts ...grpc.CallOption) (*HostActorReply, error)
@@ -936,6 +980,16 @@ func (c *coreWorkerClient) Attach(ctx context.Context, in *AttachRequest, opts .
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AttachReply)
 	err := c.cc.Invoke(ctx, CoreWorker_Attach_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *coreWorkerClient) OwnedObjects(ctx context.Context, in *OwnedObjectsRequest, opts ...grpc.CallOption) (*OwnedObjectsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OwnedObjectsReply)
+	err := c.cc.Invoke(ctx, CoreWorker_OwnedObjects_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -1010,6 +1064,9 @@ type CoreWorkerServer interface {
 	// reads task specs from request_ring and writes replies to reply_ring
 	// until the submitter closes the request ring.
 	Attach(context.Context, *AttachRequest) (*AttachReply, error)
+	// OwnedObjects says which of object_ids this process owns, with their
+	// reference counts (goray memory).
+	OwnedObjects(context.Context, *OwnedObjectsRequest) (*OwnedObjectsReply, error)
 	// HostActor runs an actor's constructor in this (dedicated) worker; the
 	// worker then serves the actor's calls. A failed constructor gives error.
 	HostActor(context.Context, *HostActorRequest) (*HostActorReply, error)
@@ -1036,6 +1093,9 @@ type UnimplementedCoreWorkerServer struct{}
 
 func (UnimplementedCoreWorkerServer) Attach(context.Context, *AttachRequest) (*AttachReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Attach not implemented")
+}
+func (UnimplementedCoreWorkerServer) OwnedObjects(context.Context, *OwnedObjectsRequest) (*OwnedObjectsReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method OwnedObjects not implemented")
 }
 func (UnimplementedCoreWorkerServer) HostActor(context.Context, *HostActorRequest) (*HostActorReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method HostActor not implemented")
@@ -1090,6 +1150,24 @@ func _CoreWorker_Attach_Handler(srv interface{}, ctx context.Context, dec func(i
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(CoreWorkerServer).Attach(ctx, req.(*AttachRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CoreWorker_OwnedObjects_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OwnedObjectsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CoreWorkerServer).OwnedObjects(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CoreWorker_OwnedObjects_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CoreWorkerServer).OwnedObjects(ctx, req.(*OwnedObjectsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -1212,6 +1290,10 @@ var CoreWorker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Attach",
 			Handler:    _CoreWorker_Attach_Handler,
+		},
+		{
+			MethodName: "OwnedObjects",
+			Handler:    _CoreWorker_OwnedObjects_Handler,
 		},
 		{
 			MethodName: "HostActor",

@@ -64,6 +64,27 @@ func (s *service) GetObject(ctx context.Context, req *rpc.GetObjectRequest) (*rp
 	return &rpc.GetObjectReply{Object: &rpc.ReturnObject{ObjectId: id[:], Value: v.Data}}, nil
 }
 
+func (s *service) OwnedObjects(_ context.Context, req *rpc.OwnedObjectsRequest) (*rpc.OwnedObjectsReply, error) {
+	s.w.mu.Lock()
+	defer s.w.mu.Unlock()
+	out := &rpc.OwnedObjectsReply{}
+	for _, b := range req.ObjectIds {
+		if len(b) != ids.ObjectIDSize {
+			continue
+		}
+		o := s.w.objects[objectIDOf(b)]
+		if o == nil || !o.owned {
+			continue
+		}
+		n := 0
+		for _, c := range o.borrowers {
+			n += c
+		}
+		out.Objects = append(out.Objects, &rpc.OwnedObject{ObjectId: b, LocalRefs: int32(o.local), Submitted: int32(o.submitted), Borrowers: int32(n)})
+	}
+	return out, nil
+}
+
 func (s *service) HostActor(ctx context.Context, req *rpc.HostActorRequest) (*rpc.HostActorReply, error) {
 	if s.w.exec == nil {
 		return nil, status.Error(codes.FailedPrecondition, "goray: HostActor on a driver: actors live in worker processes")
