@@ -101,6 +101,7 @@ type startFlags struct {
 	storeMemory int64
 	block       bool
 	metricsPort int
+	logFile     string // the daemon's output, linked into the session directory
 }
 
 func newStartCmd() *cobra.Command {
@@ -112,7 +113,8 @@ func newStartCmd() *cobra.Command {
 object store, in a background process, and print how to connect a driver.
 Drivers connect with core.Init(ctx, core.Address("127.0.0.1:PORT")); each
 driver's tasks and actors run in worker processes started from its own
-binary. Logs go to $TMPDIR/goray-PORT.log; ` + "`goray stop`" + ` stops it.`,
+binary. The session directory $TMPDIR/goray-PORT holds the token, head.pid
+and head.log (its output); ` + "`goray stop`" + ` stops it.`,
 		Example: `  goray start --head --num-cpus 4
   goray start --head --port 6380 --block   # in the foreground, until Ctrl-C`,
 		Args: cobra.NoArgs,
@@ -133,6 +135,8 @@ binary. Logs go to $TMPDIR/goray-PORT.log; ` + "`goray stop`" + ` stops it.`,
 	cmd.Flags().Int64Var(&f.storeMemory, "object-store-memory", 0, "object store bytes (default: 30% of RAM)")
 	cmd.Flags().BoolVar(&f.block, "block", false, "run in the foreground until interrupted")
 	cmd.Flags().IntVar(&f.metricsPort, "metrics-port", 0, "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: none)")
+	cmd.Flags().StringVar(&f.logFile, "log-file", "", "")
+	cmd.Flags().MarkHidden("log-file")
 	return cmd
 }
 
@@ -172,7 +176,7 @@ func startDaemon(cmd *cobra.Command, f startFlags) error {
 		return err
 	}
 	defer log.Close()
-	child := exec.Command(exe, f.args()...)
+	child := exec.Command(exe, append(f.args(), "--log-file", logPath)...)
 	child.Stdout, child.Stderr = log, log
 	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := child.Start(); err != nil {
@@ -243,6 +247,9 @@ func runHead(cmd *cobra.Command, f startFlags) error {
 	}
 	if err := os.WriteFile(currentFile(), []byte(h.Address()), 0o600); err != nil {
 		return err
+	}
+	if f.logFile != "" { // the daemon's log, beside its pid
+		os.Symlink(f.logFile, filepath.Join(h.SessionDir(), "head.log"))
 	}
 	defer func() {
 		if cur, err := os.ReadFile(currentFile()); err == nil && strings.TrimSpace(string(cur)) == h.Address() {

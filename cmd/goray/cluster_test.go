@@ -141,6 +141,10 @@ func TestClusterCommands(t *testing.T) {
 		}
 	}()
 
+	for _, f := range []string{"token", "head.pid", "head.log"} {
+		_, err := os.Stat(filepath.Join(core.SessionDir(addr), f))
+		require.NoError(t, err, "the session directory holds %s", f)
+	}
 	out, err = runBin(bin, env, "start", "--head", "--port", strconv.Itoa(freePort(t)))
 	require.Error(t, err, "a second head")
 	require.Contains(t, out, "already runs at "+addr)

@@ -14,9 +14,10 @@ var version = ""
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print goray's version, the Go toolchain that built it and the platform",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Example: "  goray version",
+		Short:   "Print goray's version, the Go toolchain that built it and the platform",
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, err := fmt.Fprintf(cmd.OutOrStdout(), "goray %s (%s, %s/%s)\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return err
