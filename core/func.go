@@ -136,7 +136,13 @@ func (f *Func) prepare(rt *Runtime, args []any) ([]worker.Arg, worker.SubmitOpti
 		return nil, worker.SubmitOptions{}, fmt.Errorf("%s options: %w", f.f.Name, err)
 	}
 	opts := worker.SubmitOptions{Resources: cfg.resources, MaxRetries: cfg.maxRetries, RetryOn: cfg.retryOn,
-		Name: cfg.name, Strategy: cfg.strategy.kind, Soft: cfg.strategy.soft}
+		Name: cfg.name, Strategy: cfg.strategy.kind, Soft: cfg.strategy.soft, Bundle: -1}
+	if pg := cfg.strategy.pg; pg != nil {
+		if pg.rt != rt {
+			return nil, opts, fmt.Errorf("%s options: a placement group of another runtime: %w", f.f.Name, ErrBadArgument)
+		}
+		opts.PlacementGroup, opts.Bundle = pg.id, cfg.strategy.bundle
+	}
 	if cfg.strategy.nodeID != "" {
 		id, err := hex.DecodeString(cfg.strategy.nodeID)
 		if err != nil {

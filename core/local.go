@@ -92,3 +92,15 @@ func (l localGcs) GetMetrics(ctx context.Context, in *rpc.GetMetricsRequest, _ .
 func (l localRaylet) ListWorkers(ctx context.Context, in *rpc.ListWorkersRequest, _ ...grpc.CallOption) (*rpc.ListWorkersReply, error) {
 	return l.r.ListWorkers(ctx, in)
 }
+
+func (l localRaylet) CreatePlacementGroup(ctx context.Context, in *rpc.PlacementGroupSpec, _ ...grpc.CallOption) (*rpc.PlacementGroupReply, error) {
+	return l.r.CreatePlacementGroup(ctx, in)
+}
+
+func (l localRaylet) RemovePlacementGroup(ctx context.Context, in *rpc.RemovePlacementGroupRequest, _ ...grpc.CallOption) (*rpc.PlacementGroupReply, error) {
+	return l.r.RemovePlacementGroup(ctx, in)
+}
+
+func (l localRaylet) ListPlacementGroups(ctx context.Context, in *rpc.ListPlacementGroupsRequest, _ ...grpc.CallOption) (*rpc.ListPlacementGroupsReply, error) {
+	return l.r.ListPlacementGroups(ctx, in)
+}

@@ -154,6 +154,8 @@ type SchedulingStrategy struct {
 	kind   rpc.Strategy
 	nodeID string
 	soft   bool
+	pg     *PlacementGroupHandle
+	bundle int
 }
 
 var (
@@ -165,6 +167,12 @@ var (
 
 // NodeAffinity runs the task on the node with the given ID (see
 // RuntimeContext.NodeID); soft: elsewhere if that node cannot.
+// PlacementGroup runs a task in a bundle of pg (bundle -1: any of them),
+// drawing on the resources the group reserved.
+func PlacementGroup(pg *PlacementGroupHandle, bundle int) SchedulingStrategy {
+	return SchedulingStrategy{kind: rpc.Strategy_STRATEGY_DEFAULT, pg: pg, bundle: bundle}
+}
+
 func NodeAffinity(nodeID string, soft bool) SchedulingStrategy {
 	return SchedulingStrategy{kind: rpc.Strategy_STRATEGY_NODE_AFFINITY, nodeID: nodeID, soft: soft}
 }

@@ -436,3 +436,39 @@ func TestNonUTF8Error(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 3, v)
 }
+
+func TestPlacementGroup(t *testing.T) {
+	ctx := context.Background()
+	before := rt.ClusterResources()["CPU"]
+	cpusFree := func(want float64) func() error { // idle leases of earlier tests go back within 50 ms
+		return func() error {
+			if got := rt.AvailableResources()["CPU"]; got != want {
+				return fmt.Errorf("CPU available %v, want %v", got, want)
+			}
+			return nil
+		}
+	}
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, cpusFree(before))
+	pg, err := core.NewPlacementGroup(rt, []map[string]float64{{"CPU": 1}, {"CPU": 1}}, core.Pack)
+	require.NoError(t, err)
+	require.NoError(t, pg.Ready(ctx))
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, cpusFree(before-2)) // both bundles reserved
+	for _, b := range []int{0, 1, -1} {
+		v, err := core.Get[int](ctx, add.Options(core.Strategy(core.PlacementGroup(pg, b))).Remote(rt, 2, 3))
+		require.NoError(t, err, "bundle %d", b)
+		require.Equal(t, 5, v)
+	}
+	_, err = core.Get[int](ctx, add.Options(core.NumCPUs(2), core.Strategy(core.PlacementGroup(pg, 0))).Remote(rt, 1, 1))
+	require.ErrorIs(t, err, core.ErrInfeasible, "more than the bundle holds")
+	require.NoError(t, pg.Remove())
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, cpusFree(before)) // given back
+	_, err = core.Get[int](ctx, add.Options(core.Strategy(core.PlacementGroup(pg, 0))).Remote(rt, 1, 1))
+	require.ErrorIs(t, err, core.ErrInfeasible, "a removed group")
+
+	bad, err := core.NewPlacementGroup(rt, []map[string]float64{{"CPU": 1}, {"CPU": 1}}, core.StrictSpread)
+	require.NoError(t, err)
+	require.ErrorContains(t, bad.Ready(ctx), "one node")
+	huge, err := core.NewPlacementGroup(rt, []map[string]float64{{"CPU": 64}}, core.Pack)
+	require.NoError(t, err)
+	require.ErrorContains(t, huge.Ready(ctx), "in all")
+}

@@ -149,8 +149,8 @@ func newListCmd() *cobra.Command {
 	var addrFlag, format string
 	var filters []string
 	cmd := &cobra.Command{
-		Use:   "list nodes|jobs|actors|tasks|objects",
-		Short: "List the cluster's nodes, jobs, actors, recent tasks or stored objects",
+		Use:   "list nodes|jobs|actors|tasks|objects|placement-groups",
+		Short: "List the cluster's nodes, jobs, actors, recent tasks, stored objects or placement groups",
 		Example: `  goray list actors
   goray list actors --filter state=ALIVE --format json
   goray list jobs`,
@@ -173,11 +173,9 @@ func newListCmd() *cobra.Command {
 			var cols []string
 			var rows []map[string]string
 			switch args[0] {
-			case "nodes", "jobs", "actors", "tasks", "objects":
-			case "placement-groups":
-				return fmt.Errorf("goray list %s: placement groups are not built yet", args[0])
+			case "nodes", "jobs", "actors", "tasks", "objects", "placement-groups":
 			default:
-				return fmt.Errorf("goray list %q: want nodes, jobs, actors, tasks or objects", args[0])
+				return fmt.Errorf("goray list %q: want nodes, jobs, actors, tasks, objects or placement-groups", args[0])
 			}
 			c, err := dialCluster(ctx, addrFlag)
 			if err != nil {
@@ -227,6 +225,21 @@ func newListCmd() *cobra.Command {
 					rows = append(rows, map[string]string{"actor_id": hex.EncodeToString(a.ActorId), "class": a.Class, "name": a.Name,
 						"namespace": a.Namespace, "state": actorState(a.State), "pid": fmt.Sprint(a.Pid),
 						"restarts": fmt.Sprint(a.NumRestarts), "death_cause": a.DeathCause})
+				}
+			}
+			if args[0] == "placement-groups" {
+				cols = []string{"placement_group_id", "name", "strategy", "state", "bundles"}
+				r, err := c.raylet.ListPlacementGroups(ctx, &rpc.ListPlacementGroupsRequest{})
+				if err != nil {
+					return err
+				}
+				for _, g := range r.Groups {
+					var bs []string
+					for _, b := range g.Bundles {
+						bs = append(bs, "{"+resourceString(b.Resources)+"}")
+					}
+					rows = append(rows, map[string]string{"placement_group_id": hex.EncodeToString(g.PlacementGroupId), "name": g.Name,
+						"strategy": g.Strategy, "state": g.State, "bundles": strings.Join(bs, " ")})
 				}
 			}
 			if args[0] == "objects" {

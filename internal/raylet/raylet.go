@@ -105,6 +105,8 @@ type workerProc struct {
 
 type lease struct {
 	id        string
+	pg        *placementGroup // the group whose bundle it draws on, if any
+	bundle    int
 	dedicated bool // an actor's: the worker is killed when the lease ends
 	demand    Resources
 	held      Resources // what it holds now (CPUs given back while blocked)
@@ -133,6 +135,8 @@ type Raylet struct {
 	workers  map[string]*workerProc
 	leases   map[string]*lease
 	queue    []*pending
+	pgs      map[string]*placementGroup
+	pgOrder  []string
 	failures int // consecutive workers that exited before registering
 	lastFail string
 	closed   bool
@@ -159,6 +163,7 @@ func New(cfg Config) (*Raylet, error) {
 		gpuFree: make([]bool, cfg.Resources[GPU]/unit),
 		workers: map[string]*workerProc{},
 		leases:  map[string]*lease{},
+		pgs:     map[string]*placementGroup{},
 		spawn:   make(chan spawnReq),
 		stop:    make(chan struct{}),
 	}
@@ -360,7 +365,12 @@ func (r *Raylet) RequestLease(ctx context.Context, req *rpc.LeaseRequest) (*rpc.
 		r.mu.Unlock()
 		return nil, status.Error(codes.Unavailable, "raylet: shut down")
 	}
-	if !r.total.Fits(demand) {
+	if len(req.PlacementGroup) > 0 {
+		if err := r.pgLeaseCheckLocked(req, demand); err != nil {
+			r.mu.Unlock()
+			return nil, err
+		}
+	} else if !r.total.Fits(demand) {
 		total := r.total.String()
 		r.mu.Unlock()
 		return nil, status.Errorf(codes.FailedPrecondition, "raylet: %v: a task needs %s but the cluster has %s in all", ErrInfeasible, demand, total)
@@ -419,7 +429,20 @@ func (r *Raylet) dispatchLocked() {
 	need := map[string]int{}
 	kept := r.queue[:0]
 	for _, p := range r.queue {
-		if !r.avail.Fits(p.demand) {
+		var pg *placementGroup
+		bundle := -1
+		if len(p.req.PlacementGroup) > 0 {
+			pg, bundle = p.pgBundleLocked(r)
+			if pg == nil || pg.state == "REMOVED" {
+				p.err = fmt.Errorf("raylet: %v: the placement group was removed", ErrInfeasible)
+				close(p.done)
+				continue
+			}
+			if bundle < 0 {
+				kept = append(kept, p)
+				continue
+			}
+		} else if !r.avail.Fits(p.demand) {
 			kept = append(kept, p)
 			continue
 		}
@@ -431,11 +454,15 @@ func (r *Raylet) dispatchLocked() {
 		w := idleByJob[p.job][0]
 		idleByJob[p.job] = idleByJob[p.job][1:]
 		l := &lease{id: string(p.req.LeaseId), demand: p.demand, held: p.demand.Clone(), worker: w,
-			submitter: shm.Process{PID: int(p.req.SubmitterPid)}, dedicated: p.req.Dedicated}
+			submitter: shm.Process{PID: int(p.req.SubmitterPid)}, dedicated: p.req.Dedicated, pg: pg, bundle: bundle}
 		if l.submitter.PID != 0 {
 			l.submitter, _ = shm.ProcessOf(l.submitter.PID)
 		}
-		r.avail.Sub(p.demand)
+		if pg != nil {
+			pg.free[bundle].Sub(p.demand)
+		} else {
+			r.avail.Sub(p.demand)
+		}
 		for i := 0; i < int(p.demand[GPU]/unit) || (len(l.gpus) == 0 && p.demand[GPU] > 0 && i == 0); i++ {
 			if g := r.takeGPULocked(p.demand[GPU] < unit); g >= 0 {
 				l.gpus = append(l.gpus, g)
@@ -476,7 +503,11 @@ func (r *Raylet) takeGPULocked(fractional bool) int {
 }
 
 func (r *Raylet) releaseLocked(l *lease) {
-	r.avail.Add(l.held)
+	if l.pg != nil && l.pg.state != "REMOVED" {
+		l.pg.free[l.bundle].Add(l.held)
+	} else {
+		r.avail.Add(l.held)
+	}
 	if l.demand[GPU] >= unit {
 		for _, g := range l.gpus {
 			r.gpuFree[g] = true
@@ -527,7 +558,7 @@ func (r *Raylet) SetBlocked(_ context.Context, req *rpc.SetBlockedRequest) (*rpc
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	l := r.leases[string(req.LeaseId)]
-	if l == nil {
+	if l == nil || l.pg != nil { // a bundle's CPUs are the group's: not lent
 		return &rpc.SetBlockedReply{}, nil
 	}
 	cpu := l.demand.only(CPU)

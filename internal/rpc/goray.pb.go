@@ -1410,9 +1410,12 @@ type LeaseRequest struct {
 	// killed when it ends.
 	Dedicated bool `protobuf:"varint,8,opt,name=dedicated,proto3" json:"dedicated,omitempty"`
 	// the job whose binary the worker must run (empty: the raylet's own)
-	JobId         []byte `protobuf:"bytes,9,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	JobId []byte `protobuf:"bytes,9,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// run inside a placement group's bundle (index -1: any of its bundles)
+	PlacementGroup []byte `protobuf:"bytes,10,opt,name=placement_group,json=placementGroup,proto3" json:"placement_group,omitempty"`
+	BundleIndex    int32  `protobuf:"varint,11,opt,name=bundle_index,json=bundleIndex,proto3" json:"bundle_index,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *LeaseRequest) Reset() {
@@ -1506,6 +1509,20 @@ func (x *LeaseRequest) GetJobId() []byte {
 		return x.JobId
 	}
 	return nil
+}
+
+func (x *LeaseRequest) GetPlacementGroup() []byte {
+	if x != nil {
+		return x.PlacementGroup
+	}
+	return nil
+}
+
+func (x *LeaseRequest) GetBundleIndex() int32 {
+	if x != nil {
+		return x.BundleIndex
+	}
+	return 0
 }
 
 type LeaseReply struct {
@@ -4318,6 +4335,362 @@ func (x *OwnedObjectsReply) GetObjects() []*OwnedObject {
 	return nil
 }
 
+type Bundle struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Resources     map[string]float64     `protobuf:"bytes,1,rep,name=resources,proto3" json:"resources,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Bundle) Reset() {
+	*x = Bundle{}
+	mi := &file_goray_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Bundle) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Bundle) ProtoMessage() {}
+
+func (x *Bundle) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Bundle.ProtoReflect.Descriptor instead.
+func (*Bundle) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *Bundle) GetResources() map[string]float64 {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+type PlacementGroupSpec struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	PlacementGroupId []byte                 `protobuf:"bytes,1,opt,name=placement_group_id,json=placementGroupId,proto3" json:"placement_group_id,omitempty"`
+	Name             string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Bundles          []*Bundle              `protobuf:"bytes,3,rep,name=bundles,proto3" json:"bundles,omitempty"`
+	Strategy         string                 `protobuf:"bytes,4,opt,name=strategy,proto3" json:"strategy,omitempty"` // PACK, SPREAD, STRICT_PACK, STRICT_SPREAD
+	CreatorPid       int32                  `protobuf:"varint,5,opt,name=creator_pid,json=creatorPid,proto3" json:"creator_pid,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PlacementGroupSpec) Reset() {
+	*x = PlacementGroupSpec{}
+	mi := &file_goray_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementGroupSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementGroupSpec) ProtoMessage() {}
+
+func (x *PlacementGroupSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementGroupSpec.ProtoReflect.Descriptor instead.
+func (*PlacementGroupSpec) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *PlacementGroupSpec) GetPlacementGroupId() []byte {
+	if x != nil {
+		return x.PlacementGroupId
+	}
+	return nil
+}
+
+func (x *PlacementGroupSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PlacementGroupSpec) GetBundles() []*Bundle {
+	if x != nil {
+		return x.Bundles
+	}
+	return nil
+}
+
+func (x *PlacementGroupSpec) GetStrategy() string {
+	if x != nil {
+		return x.Strategy
+	}
+	return ""
+}
+
+func (x *PlacementGroupSpec) GetCreatorPid() int32 {
+	if x != nil {
+		return x.CreatorPid
+	}
+	return 0
+}
+
+type PlacementGroupReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacementGroupReply) Reset() {
+	*x = PlacementGroupReply{}
+	mi := &file_goray_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementGroupReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementGroupReply) ProtoMessage() {}
+
+func (x *PlacementGroupReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementGroupReply.ProtoReflect.Descriptor instead.
+func (*PlacementGroupReply) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{69}
+}
+
+type RemovePlacementGroupRequest struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	PlacementGroupId []byte                 `protobuf:"bytes,1,opt,name=placement_group_id,json=placementGroupId,proto3" json:"placement_group_id,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RemovePlacementGroupRequest) Reset() {
+	*x = RemovePlacementGroupRequest{}
+	mi := &file_goray_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovePlacementGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovePlacementGroupRequest) ProtoMessage() {}
+
+func (x *RemovePlacementGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovePlacementGroupRequest.ProtoReflect.Descriptor instead.
+func (*RemovePlacementGroupRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *RemovePlacementGroupRequest) GetPlacementGroupId() []byte {
+	if x != nil {
+		return x.PlacementGroupId
+	}
+	return nil
+}
+
+type ListPlacementGroupsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlacementGroupsRequest) Reset() {
+	*x = ListPlacementGroupsRequest{}
+	mi := &file_goray_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlacementGroupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlacementGroupsRequest) ProtoMessage() {}
+
+func (x *ListPlacementGroupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlacementGroupsRequest.ProtoReflect.Descriptor instead.
+func (*ListPlacementGroupsRequest) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{71}
+}
+
+type PlacementGroupInfo struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	PlacementGroupId []byte                 `protobuf:"bytes,1,opt,name=placement_group_id,json=placementGroupId,proto3" json:"placement_group_id,omitempty"`
+	Name             string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Strategy         string                 `protobuf:"bytes,3,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	State            string                 `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"` // PENDING, CREATED, REMOVED
+	Bundles          []*Bundle              `protobuf:"bytes,5,rep,name=bundles,proto3" json:"bundles,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PlacementGroupInfo) Reset() {
+	*x = PlacementGroupInfo{}
+	mi := &file_goray_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementGroupInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementGroupInfo) ProtoMessage() {}
+
+func (x *PlacementGroupInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementGroupInfo.ProtoReflect.Descriptor instead.
+func (*PlacementGroupInfo) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *PlacementGroupInfo) GetPlacementGroupId() []byte {
+	if x != nil {
+		return x.PlacementGroupId
+	}
+	return nil
+}
+
+func (x *PlacementGroupInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PlacementGroupInfo) GetStrategy() string {
+	if x != nil {
+		return x.Strategy
+	}
+	return ""
+}
+
+func (x *PlacementGroupInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *PlacementGroupInfo) GetBundles() []*Bundle {
+	if x != nil {
+		return x.Bundles
+	}
+	return nil
+}
+
+type ListPlacementGroupsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Groups        []*PlacementGroupInfo  `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlacementGroupsReply) Reset() {
+	*x = ListPlacementGroupsReply{}
+	mi := &file_goray_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlacementGroupsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlacementGroupsReply) ProtoMessage() {}
+
+func (x *ListPlacementGroupsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlacementGroupsReply.ProtoReflect.Descriptor instead.
+func (*ListPlacementGroupsReply) Descriptor() ([]byte, []int) {
+	return file_goray_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *ListPlacementGroupsReply) GetGroups() []*PlacementGroupInfo {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
 var File_goray_proto protoreflect.FileDescriptor
 
 const file_goray_proto_rawDesc = "" +
@@ -4424,7 +4797,7 @@ const file_goray_proto_rawDesc = "" +
 	"\x13RegisterWorkerReply\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\fR\x05jobId\x12!\n" +
-	"\fstore_socket\x18\x03 \x01(\tR\vstoreSocket\"\x92\x03\n" +
+	"\fstore_socket\x18\x03 \x01(\tR\vstoreSocket\"\xde\x03\n" +
 	"\fLeaseRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\fR\aleaseId\x12D\n" +
 	"\tresources\x18\x02 \x03(\v2&.goray.rpc.LeaseRequest.ResourcesEntryR\tresources\x12/\n" +
@@ -4434,7 +4807,10 @@ const file_goray_proto_rawDesc = "" +
 	"\x11submitter_address\x18\x06 \x01(\tR\x10submitterAddress\x12#\n" +
 	"\rsubmitter_pid\x18\a \x01(\x05R\fsubmitterPid\x12\x1c\n" +
 	"\tdedicated\x18\b \x01(\bR\tdedicated\x12\x15\n" +
-	"\x06job_id\x18\t \x01(\fR\x05jobId\x1a<\n" +
+	"\x06job_id\x18\t \x01(\fR\x05jobId\x12'\n" +
+	"\x0fplacement_group\x18\n" +
+	" \x01(\fR\x0eplacementGroup\x12!\n" +
+	"\fbundle_index\x18\v \x01(\x05R\vbundleIndex\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xe8\x01\n" +
@@ -4644,7 +5020,31 @@ const file_goray_proto_rawDesc = "" +
 	"\tsubmitted\x18\x03 \x01(\x05R\tsubmitted\x12\x1c\n" +
 	"\tborrowers\x18\x04 \x01(\x05R\tborrowers\"E\n" +
 	"\x11OwnedObjectsReply\x120\n" +
-	"\aobjects\x18\x01 \x03(\v2\x16.goray.rpc.OwnedObjectR\aobjects*V\n" +
+	"\aobjects\x18\x01 \x03(\v2\x16.goray.rpc.OwnedObjectR\aobjects\"\x86\x01\n" +
+	"\x06Bundle\x12>\n" +
+	"\tresources\x18\x01 \x03(\v2 .goray.rpc.Bundle.ResourcesEntryR\tresources\x1a<\n" +
+	"\x0eResourcesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xc0\x01\n" +
+	"\x12PlacementGroupSpec\x12,\n" +
+	"\x12placement_group_id\x18\x01 \x01(\fR\x10placementGroupId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12+\n" +
+	"\abundles\x18\x03 \x03(\v2\x11.goray.rpc.BundleR\abundles\x12\x1a\n" +
+	"\bstrategy\x18\x04 \x01(\tR\bstrategy\x12\x1f\n" +
+	"\vcreator_pid\x18\x05 \x01(\x05R\n" +
+	"creatorPid\"\x15\n" +
+	"\x13PlacementGroupReply\"K\n" +
+	"\x1bRemovePlacementGroupRequest\x12,\n" +
+	"\x12placement_group_id\x18\x01 \x01(\fR\x10placementGroupId\"\x1c\n" +
+	"\x1aListPlacementGroupsRequest\"\xb5\x01\n" +
+	"\x12PlacementGroupInfo\x12,\n" +
+	"\x12placement_group_id\x18\x01 \x01(\fR\x10placementGroupId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\bstrategy\x18\x03 \x01(\tR\bstrategy\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12+\n" +
+	"\abundles\x18\x05 \x03(\v2\x11.goray.rpc.BundleR\abundles\"Q\n" +
+	"\x18ListPlacementGroupsReply\x125\n" +
+	"\x06groups\x18\x01 \x03(\v2\x1d.goray.rpc.PlacementGroupInfoR\x06groups*V\n" +
 	"\n" +
 	"ActorState\x12\x11\n" +
 	"\rACTOR_PENDING\x10\x00\x12\x0f\n" +
@@ -4679,7 +5079,7 @@ const file_goray_proto_rawDesc = "" +
 	"\x10ReportTaskEvents\x12\".goray.rpc.ReportTaskEventsRequest\x1a .goray.rpc.ReportTaskEventsReply\x12C\n" +
 	"\tListTasks\x12\x1b.goray.rpc.ListTasksRequest\x1a\x19.goray.rpc.ListTasksReply\x12C\n" +
 	"\n" +
-	"GetMetrics\x12\x1c.goray.rpc.GetMetricsRequest\x1a\x17.goray.rpc.MetricsReply2\xdb\x04\n" +
+	"GetMetrics\x12\x1c.goray.rpc.GetMetricsRequest\x1a\x17.goray.rpc.MetricsReply2\xf5\x06\n" +
 	"\x06Raylet\x12R\n" +
 	"\x0eRegisterWorker\x12 .goray.rpc.RegisterWorkerRequest\x1a\x1e.goray.rpc.RegisterWorkerReply\x12>\n" +
 	"\fRequestLease\x12\x17.goray.rpc.LeaseRequest\x1a\x15.goray.rpc.LeaseReply\x12I\n" +
@@ -4690,7 +5090,10 @@ const file_goray_proto_rawDesc = "" +
 	"SetBlocked\x12\x1c.goray.rpc.SetBlockedRequest\x1a\x1a.goray.rpc.SetBlockedReply\x12L\n" +
 	"\fGetResources\x12\x1e.goray.rpc.GetResourcesRequest\x1a\x1c.goray.rpc.GetResourcesReply\x12I\n" +
 	"\vListObjects\x12\x1d.goray.rpc.ListObjectsRequest\x1a\x1b.goray.rpc.ListObjectsReply\x12I\n" +
-	"\vListWorkers\x12\x1d.goray.rpc.ListWorkersRequest\x1a\x1b.goray.rpc.ListWorkersReply2\xab\x04\n" +
+	"\vListWorkers\x12\x1d.goray.rpc.ListWorkersRequest\x1a\x1b.goray.rpc.ListWorkersReply\x12U\n" +
+	"\x14CreatePlacementGroup\x12\x1d.goray.rpc.PlacementGroupSpec\x1a\x1e.goray.rpc.PlacementGroupReply\x12^\n" +
+	"\x14RemovePlacementGroup\x12&.goray.rpc.RemovePlacementGroupRequest\x1a\x1e.goray.rpc.PlacementGroupReply\x12a\n" +
+	"\x13ListPlacementGroups\x12%.goray.rpc.ListPlacementGroupsRequest\x1a#.goray.rpc.ListPlacementGroupsReply2\xab\x04\n" +
 	"\n" +
 	"CoreWorker\x12:\n" +
 	"\x06Attach\x12\x18.goray.rpc.AttachRequest\x1a\x16.goray.rpc.AttachReply\x12L\n" +
@@ -4716,101 +5119,109 @@ func file_goray_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
+var file_goray_proto_msgTypes = make([]protoimpl.MessageInfo, 84)
 var file_goray_proto_goTypes = []any{
-	(ActorState)(0),                 // 0: goray.rpc.ActorState
-	(Strategy)(0),                   // 1: goray.rpc.Strategy
-	(ErrorKind)(0),                  // 2: goray.rpc.ErrorKind
-	(*ActorSpec)(nil),               // 3: goray.rpc.ActorSpec
-	(*CreateActorReply)(nil),        // 4: goray.rpc.CreateActorReply
-	(*ActorInfo)(nil),               // 5: goray.rpc.ActorInfo
-	(*GetActorRequest)(nil),         // 6: goray.rpc.GetActorRequest
-	(*KillActorRequest)(nil),        // 7: goray.rpc.KillActorRequest
-	(*KillActorReply)(nil),          // 8: goray.rpc.KillActorReply
-	(*ListActorsRequest)(nil),       // 9: goray.rpc.ListActorsRequest
-	(*ListActorsReply)(nil),         // 10: goray.rpc.ListActorsReply
-	(*NodeInfo)(nil),                // 11: goray.rpc.NodeInfo
-	(*RegisterNodeReply)(nil),       // 12: goray.rpc.RegisterNodeReply
-	(*GetNodesRequest)(nil),         // 13: goray.rpc.GetNodesRequest
-	(*GetNodesReply)(nil),           // 14: goray.rpc.GetNodesReply
-	(*RegisterJobRequest)(nil),      // 15: goray.rpc.RegisterJobRequest
-	(*JobInfo)(nil),                 // 16: goray.rpc.JobInfo
-	(*ListJobsRequest)(nil),         // 17: goray.rpc.ListJobsRequest
-	(*ListJobsReply)(nil),           // 18: goray.rpc.ListJobsReply
-	(*RegisterJobReply)(nil),        // 19: goray.rpc.RegisterJobReply
-	(*RegisterWorkerRequest)(nil),   // 20: goray.rpc.RegisterWorkerRequest
-	(*RegisterWorkerReply)(nil),     // 21: goray.rpc.RegisterWorkerReply
-	(*LeaseRequest)(nil),            // 22: goray.rpc.LeaseRequest
-	(*LeaseReply)(nil),              // 23: goray.rpc.LeaseReply
-	(*ReturnLeaseRequest)(nil),      // 24: goray.rpc.ReturnLeaseRequest
-	(*ReturnLeaseReply)(nil),        // 25: goray.rpc.ReturnLeaseReply
-	(*KillWorkerRequest)(nil),       // 26: goray.rpc.KillWorkerRequest
-	(*KillWorkerReply)(nil),         // 27: goray.rpc.KillWorkerReply
-	(*SetBlockedRequest)(nil),       // 28: goray.rpc.SetBlockedRequest
-	(*SetBlockedReply)(nil),         // 29: goray.rpc.SetBlockedReply
-	(*GetResourcesRequest)(nil),     // 30: goray.rpc.GetResourcesRequest
-	(*GetResourcesReply)(nil),       // 31: goray.rpc.GetResourcesReply
-	(*CancelTaskReply)(nil),         // 32: goray.rpc.CancelTaskReply
-	(*AttachRequest)(nil),           // 33: goray.rpc.AttachRequest
-	(*AttachReply)(nil),             // 34: goray.rpc.AttachReply
-	(*GetObjectRequest)(nil),        // 35: goray.rpc.GetObjectRequest
-	(*GetObjectReply)(nil),          // 36: goray.rpc.GetObjectReply
-	(*BorrowerRequest)(nil),         // 37: goray.rpc.BorrowerRequest
-	(*BorrowerReply)(nil),           // 38: goray.rpc.BorrowerReply
-	(*ExitRequest)(nil),             // 39: goray.rpc.ExitRequest
-	(*ExitReply)(nil),               // 40: goray.rpc.ExitReply
-	(*RingRequest)(nil),             // 41: goray.rpc.RingRequest
-	(*RingReply)(nil),               // 42: goray.rpc.RingReply
-	(*TaskSpec)(nil),                // 43: goray.rpc.TaskSpec
-	(*Arg)(nil),                     // 44: goray.rpc.Arg
-	(*NestedRef)(nil),               // 45: goray.rpc.NestedRef
-	(*CancelTaskRequest)(nil),       // 46: goray.rpc.CancelTaskRequest
-	(*ReturnObject)(nil),            // 47: goray.rpc.ReturnObject
-	(*TaskReply)(nil),               // 48: goray.rpc.TaskReply
-	(*GeneratorItem)(nil),           // 49: goray.rpc.GeneratorItem
-	(*ErrorInfo)(nil),               // 50: goray.rpc.ErrorInfo
-	(*HostActorRequest)(nil),        // 51: goray.rpc.HostActorRequest
-	(*HostActorReply)(nil),          // 52: goray.rpc.HostActorReply
-	(*TaskEvent)(nil),               // 53: goray.rpc.TaskEvent
-	(*ReportTaskEventsRequest)(nil), // 54: goray.rpc.ReportTaskEventsRequest
-	(*LatencyHistogram)(nil),        // 55: goray.rpc.LatencyHistogram
-	(*GetMetricsRequest)(nil),       // 56: goray.rpc.GetMetricsRequest
-	(*MetricsReply)(nil),            // 57: goray.rpc.MetricsReply
-	(*ReportTaskEventsReply)(nil),   // 58: goray.rpc.ReportTaskEventsReply
-	(*ListTasksRequest)(nil),        // 59: goray.rpc.ListTasksRequest
-	(*ListTasksReply)(nil),          // 60: goray.rpc.ListTasksReply
-	(*ListObjectsRequest)(nil),      // 61: goray.rpc.ListObjectsRequest
-	(*StoreObject)(nil),             // 62: goray.rpc.StoreObject
-	(*ListObjectsReply)(nil),        // 63: goray.rpc.ListObjectsReply
-	(*ListWorkersRequest)(nil),      // 64: goray.rpc.ListWorkersRequest
-	(*WorkerInfo)(nil),              // 65: goray.rpc.WorkerInfo
-	(*ListWorkersReply)(nil),        // 66: goray.rpc.ListWorkersReply
-	(*OwnedObjectsRequest)(nil),     // 67: goray.rpc.OwnedObjectsRequest
-	(*OwnedObject)(nil),             // 68: goray.rpc.OwnedObject
-	(*OwnedObjectsReply)(nil),       // 69: goray.rpc.OwnedObjectsReply
-	nil,                             // 70: goray.rpc.ActorSpec.ResourcesEntry
-	nil,                             // 71: goray.rpc.ActorInfo.ResourcesEntry
-	nil,                             // 72: goray.rpc.NodeInfo.ResourcesEntry
-	nil,                             // 73: goray.rpc.LeaseRequest.ResourcesEntry
-	nil,                             // 74: goray.rpc.GetResourcesReply.TotalEntry
-	nil,                             // 75: goray.rpc.GetResourcesReply.AvailableEntry
-	nil,                             // 76: goray.rpc.ReportTaskEventsRequest.CountsEntry
-	nil,                             // 77: goray.rpc.MetricsReply.CountsEntry
-	nil,                             // 78: goray.rpc.MetricsReply.ActorsEntry
+	(ActorState)(0),                     // 0: goray.rpc.ActorState
+	(Strategy)(0),                       // 1: goray.rpc.Strategy
+	(ErrorKind)(0),                      // 2: goray.rpc.ErrorKind
+	(*ActorSpec)(nil),                   // 3: goray.rpc.ActorSpec
+	(*CreateActorReply)(nil),            // 4: goray.rpc.CreateActorReply
+	(*ActorInfo)(nil),                   // 5: goray.rpc.ActorInfo
+	(*GetActorRequest)(nil),             // 6: goray.rpc.GetActorRequest
+	(*KillActorRequest)(nil),            // 7: goray.rpc.KillActorRequest
+	(*KillActorReply)(nil),              // 8: goray.rpc.KillActorReply
+	(*ListActorsRequest)(nil),           // 9: goray.rpc.ListActorsRequest
+	(*ListActorsReply)(nil),             // 10: goray.rpc.ListActorsReply
+	(*NodeInfo)(nil),                    // 11: goray.rpc.NodeInfo
+	(*RegisterNodeReply)(nil),           // 12: goray.rpc.RegisterNodeReply
+	(*GetNodesRequest)(nil),             // 13: goray.rpc.GetNodesRequest
+	(*GetNodesReply)(nil),               // 14: goray.rpc.GetNodesReply
+	(*RegisterJobRequest)(nil),          // 15: goray.rpc.RegisterJobRequest
+	(*JobInfo)(nil),                     // 16: goray.rpc.JobInfo
+	(*ListJobsRequest)(nil),             // 17: goray.rpc.ListJobsRequest
+	(*ListJobsReply)(nil),               // 18: goray.rpc.ListJobsReply
+	(*RegisterJobReply)(nil),            // 19: goray.rpc.RegisterJobReply
+	(*RegisterWorkerRequest)(nil),       // 20: goray.rpc.RegisterWorkerRequest
+	(*RegisterWorkerReply)(nil),         // 21: goray.rpc.RegisterWorkerReply
+	(*LeaseRequest)(nil),                // 22: goray.rpc.LeaseRequest
+	(*LeaseReply)(nil),                  // 23: goray.rpc.LeaseReply
+	(*ReturnLeaseRequest)(nil),          // 24: goray.rpc.ReturnLeaseRequest
+	(*ReturnLeaseReply)(nil),            // 25: goray.rpc.ReturnLeaseReply
+	(*KillWorkerRequest)(nil),           // 26: goray.rpc.KillWorkerRequest
+	(*KillWorkerReply)(nil),             // 27: goray.rpc.KillWorkerReply
+	(*SetBlockedRequest)(nil),           // 28: goray.rpc.SetBlockedRequest
+	(*SetBlockedReply)(nil),             // 29: goray.rpc.SetBlockedReply
+	(*GetResourcesRequest)(nil),         // 30: goray.rpc.GetResourcesRequest
+	(*GetResourcesReply)(nil),           // 31: goray.rpc.GetResourcesReply
+	(*CancelTaskReply)(nil),             // 32: goray.rpc.CancelTaskReply
+	(*AttachRequest)(nil),               // 33: goray.rpc.AttachRequest
+	(*AttachReply)(nil),                 // 34: goray.rpc.AttachReply
+	(*GetObjectRequest)(nil),            // 35: goray.rpc.GetObjectRequest
+	(*GetObjectReply)(nil),              // 36: goray.rpc.GetObjectReply
+	(*BorrowerRequest)(nil),             // 37: goray.rpc.BorrowerRequest
+	(*BorrowerReply)(nil),               // 38: goray.rpc.BorrowerReply
+	(*ExitRequest)(nil),                 // 39: goray.rpc.ExitRequest
+	(*ExitReply)(nil),                   // 40: goray.rpc.ExitReply
+	(*RingRequest)(nil),                 // 41: goray.rpc.RingRequest
+	(*RingReply)(nil),                   // 42: goray.rpc.RingReply
+	(*TaskSpec)(nil),                    // 43: goray.rpc.TaskSpec
+	(*Arg)(nil),                         // 44: goray.rpc.Arg
+	(*NestedRef)(nil),                   // 45: goray.rpc.NestedRef
+	(*CancelTaskRequest)(nil),           // 46: goray.rpc.CancelTaskRequest
+	(*ReturnObject)(nil),                // 47: goray.rpc.ReturnObject
+	(*TaskReply)(nil),                   // 48: goray.rpc.TaskReply
+	(*GeneratorItem)(nil),               // 49: goray.rpc.GeneratorItem
+	(*ErrorInfo)(nil),                   // 50: goray.rpc.ErrorInfo
+	(*HostActorRequest)(nil),            // 51: goray.rpc.HostActorRequest
+	(*HostActorReply)(nil),              // 52: goray.rpc.HostActorReply
+	(*TaskEvent)(nil),                   // 53: goray.rpc.TaskEvent
+	(*ReportTaskEventsRequest)(nil),     // 54: goray.rpc.ReportTaskEventsRequest
+	(*LatencyHistogram)(nil),            // 55: goray.rpc.LatencyHistogram
+	(*GetMetricsRequest)(nil),           // 56: goray.rpc.GetMetricsRequest
+	(*MetricsReply)(nil),                // 57: goray.rpc.MetricsReply
+	(*ReportTaskEventsReply)(nil),       // 58: goray.rpc.ReportTaskEventsReply
+	(*ListTasksRequest)(nil),            // 59: goray.rpc.ListTasksRequest
+	(*ListTasksReply)(nil),              // 60: goray.rpc.ListTasksReply
+	(*ListObjectsRequest)(nil),          // 61: goray.rpc.ListObjectsRequest
+	(*StoreObject)(nil),                 // 62: goray.rpc.StoreObject
+	(*ListObjectsReply)(nil),            // 63: goray.rpc.ListObjectsReply
+	(*ListWorkersRequest)(nil),          // 64: goray.rpc.ListWorkersRequest
+	(*WorkerInfo)(nil),                  // 65: goray.rpc.WorkerInfo
+	(*ListWorkersReply)(nil),            // 66: goray.rpc.ListWorkersReply
+	(*OwnedObjectsRequest)(nil),         // 67: goray.rpc.OwnedObjectsRequest
+	(*OwnedObject)(nil),                 // 68: goray.rpc.OwnedObject
+	(*OwnedObjectsReply)(nil),           // 69: goray.rpc.OwnedObjectsReply
+	(*Bundle)(nil),                      // 70: goray.rpc.Bundle
+	(*PlacementGroupSpec)(nil),          // 71: goray.rpc.PlacementGroupSpec
+	(*PlacementGroupReply)(nil),         // 72: goray.rpc.PlacementGroupReply
+	(*RemovePlacementGroupRequest)(nil), // 73: goray.rpc.RemovePlacementGroupRequest
+	(*ListPlacementGroupsRequest)(nil),  // 74: goray.rpc.ListPlacementGroupsRequest
+	(*PlacementGroupInfo)(nil),          // 75: goray.rpc.PlacementGroupInfo
+	(*ListPlacementGroupsReply)(nil),    // 76: goray.rpc.ListPlacementGroupsReply
+	nil,                                 // 77: goray.rpc.ActorSpec.ResourcesEntry
+	nil,                                 // 78: goray.rpc.ActorInfo.ResourcesEntry
+	nil,                                 // 79: goray.rpc.NodeInfo.ResourcesEntry
+	nil,                                 // 80: goray.rpc.LeaseRequest.ResourcesEntry
+	nil,                                 // 81: goray.rpc.GetResourcesReply.TotalEntry
+	nil,                                 // 82: goray.rpc.GetResourcesReply.AvailableEntry
+	nil,                                 // 83: goray.rpc.ReportTaskEventsRequest.CountsEntry
+	nil,                                 // 84: goray.rpc.MetricsReply.CountsEntry
+	nil,                                 // 85: goray.rpc.MetricsReply.ActorsEntry
+	nil,                                 // 86: goray.rpc.Bundle.ResourcesEntry
 }
 var file_goray_proto_depIdxs = []int32{
 	44, // 0: goray.rpc.ActorSpec.args:type_name -> goray.rpc.Arg
-	70, // 1: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
+	77, // 1: goray.rpc.ActorSpec.resources:type_name -> goray.rpc.ActorSpec.ResourcesEntry
 	0,  // 2: goray.rpc.ActorInfo.state:type_name -> goray.rpc.ActorState
-	71, // 3: goray.rpc.ActorInfo.resources:type_name -> goray.rpc.ActorInfo.ResourcesEntry
+	78, // 3: goray.rpc.ActorInfo.resources:type_name -> goray.rpc.ActorInfo.ResourcesEntry
 	5,  // 4: goray.rpc.ListActorsReply.actors:type_name -> goray.rpc.ActorInfo
-	72, // 5: goray.rpc.NodeInfo.resources:type_name -> goray.rpc.NodeInfo.ResourcesEntry
+	79, // 5: goray.rpc.NodeInfo.resources:type_name -> goray.rpc.NodeInfo.ResourcesEntry
 	11, // 6: goray.rpc.GetNodesReply.nodes:type_name -> goray.rpc.NodeInfo
 	16, // 7: goray.rpc.ListJobsReply.jobs:type_name -> goray.rpc.JobInfo
-	73, // 8: goray.rpc.LeaseRequest.resources:type_name -> goray.rpc.LeaseRequest.ResourcesEntry
+	80, // 8: goray.rpc.LeaseRequest.resources:type_name -> goray.rpc.LeaseRequest.ResourcesEntry
 	1,  // 9: goray.rpc.LeaseRequest.strategy:type_name -> goray.rpc.Strategy
-	74, // 10: goray.rpc.GetResourcesReply.total:type_name -> goray.rpc.GetResourcesReply.TotalEntry
-	75, // 11: goray.rpc.GetResourcesReply.available:type_name -> goray.rpc.GetResourcesReply.AvailableEntry
+	81, // 10: goray.rpc.GetResourcesReply.total:type_name -> goray.rpc.GetResourcesReply.TotalEntry
+	82, // 11: goray.rpc.GetResourcesReply.available:type_name -> goray.rpc.GetResourcesReply.AvailableEntry
 	47, // 12: goray.rpc.GetObjectReply.object:type_name -> goray.rpc.ReturnObject
 	43, // 13: goray.rpc.RingRequest.task:type_name -> goray.rpc.TaskSpec
 	48, // 14: goray.rpc.RingReply.reply:type_name -> goray.rpc.TaskReply
@@ -4826,74 +5237,84 @@ var file_goray_proto_depIdxs = []int32{
 	3,  // 24: goray.rpc.HostActorRequest.spec:type_name -> goray.rpc.ActorSpec
 	50, // 25: goray.rpc.HostActorReply.error:type_name -> goray.rpc.ErrorInfo
 	53, // 26: goray.rpc.ReportTaskEventsRequest.events:type_name -> goray.rpc.TaskEvent
-	76, // 27: goray.rpc.ReportTaskEventsRequest.counts:type_name -> goray.rpc.ReportTaskEventsRequest.CountsEntry
+	83, // 27: goray.rpc.ReportTaskEventsRequest.counts:type_name -> goray.rpc.ReportTaskEventsRequest.CountsEntry
 	55, // 28: goray.rpc.ReportTaskEventsRequest.latencies:type_name -> goray.rpc.LatencyHistogram
-	77, // 29: goray.rpc.MetricsReply.counts:type_name -> goray.rpc.MetricsReply.CountsEntry
+	84, // 29: goray.rpc.MetricsReply.counts:type_name -> goray.rpc.MetricsReply.CountsEntry
 	55, // 30: goray.rpc.MetricsReply.latencies:type_name -> goray.rpc.LatencyHistogram
-	78, // 31: goray.rpc.MetricsReply.actors:type_name -> goray.rpc.MetricsReply.ActorsEntry
+	85, // 31: goray.rpc.MetricsReply.actors:type_name -> goray.rpc.MetricsReply.ActorsEntry
 	53, // 32: goray.rpc.ListTasksReply.events:type_name -> goray.rpc.TaskEvent
 	62, // 33: goray.rpc.ListObjectsReply.objects:type_name -> goray.rpc.StoreObject
 	65, // 34: goray.rpc.ListWorkersReply.workers:type_name -> goray.rpc.WorkerInfo
 	68, // 35: goray.rpc.OwnedObjectsReply.objects:type_name -> goray.rpc.OwnedObject
-	11, // 36: goray.rpc.Gcs.RegisterNode:input_type -> goray.rpc.NodeInfo
-	13, // 37: goray.rpc.Gcs.GetNodes:input_type -> goray.rpc.GetNodesRequest
-	15, // 38: goray.rpc.Gcs.RegisterJob:input_type -> goray.rpc.RegisterJobRequest
-	3,  // 39: goray.rpc.Gcs.CreateActor:input_type -> goray.rpc.ActorSpec
-	6,  // 40: goray.rpc.Gcs.GetActor:input_type -> goray.rpc.GetActorRequest
-	7,  // 41: goray.rpc.Gcs.KillActor:input_type -> goray.rpc.KillActorRequest
-	9,  // 42: goray.rpc.Gcs.ListActors:input_type -> goray.rpc.ListActorsRequest
-	17, // 43: goray.rpc.Gcs.ListJobs:input_type -> goray.rpc.ListJobsRequest
-	54, // 44: goray.rpc.Gcs.ReportTaskEvents:input_type -> goray.rpc.ReportTaskEventsRequest
-	59, // 45: goray.rpc.Gcs.ListTasks:input_type -> goray.rpc.ListTasksRequest
-	56, // 46: goray.rpc.Gcs.GetMetrics:input_type -> goray.rpc.GetMetricsRequest
-	20, // 47: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
-	22, // 48: goray.rpc.Raylet.RequestLease:input_type -> goray.rpc.LeaseRequest
-	24, // 49: goray.rpc.Raylet.ReturnLease:input_type -> goray.rpc.ReturnLeaseRequest
-	26, // 50: goray.rpc.Raylet.KillWorker:input_type -> goray.rpc.KillWorkerRequest
-	28, // 51: goray.rpc.Raylet.SetBlocked:input_type -> goray.rpc.SetBlockedRequest
-	30, // 52: goray.rpc.Raylet.GetResources:input_type -> goray.rpc.GetResourcesRequest
-	61, // 53: goray.rpc.Raylet.ListObjects:input_type -> goray.rpc.ListObjectsRequest
-	64, // 54: goray.rpc.Raylet.ListWorkers:input_type -> goray.rpc.ListWorkersRequest
-	33, // 55: goray.rpc.CoreWorker.Attach:input_type -> goray.rpc.AttachRequest
-	67, // 56: goray.rpc.CoreWorker.OwnedObjects:input_type -> goray.rpc.OwnedObjectsRequest
-	51, // 57: goray.rpc.CoreWorker.HostActor:input_type -> goray.rpc.HostActorRequest
-	35, // 58: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
-	37, // 59: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowerRequest
-	37, // 60: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowerRequest
-	46, // 61: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelTaskRequest
-	39, // 62: goray.rpc.CoreWorker.Exit:input_type -> goray.rpc.ExitRequest
-	12, // 63: goray.rpc.Gcs.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
-	14, // 64: goray.rpc.Gcs.GetNodes:output_type -> goray.rpc.GetNodesReply
-	19, // 65: goray.rpc.Gcs.RegisterJob:output_type -> goray.rpc.RegisterJobReply
-	4,  // 66: goray.rpc.Gcs.CreateActor:output_type -> goray.rpc.CreateActorReply
-	5,  // 67: goray.rpc.Gcs.GetActor:output_type -> goray.rpc.ActorInfo
-	8,  // 68: goray.rpc.Gcs.KillActor:output_type -> goray.rpc.KillActorReply
-	10, // 69: goray.rpc.Gcs.ListActors:output_type -> goray.rpc.ListActorsReply
-	18, // 70: goray.rpc.Gcs.ListJobs:output_type -> goray.rpc.ListJobsReply
-	58, // 71: goray.rpc.Gcs.ReportTaskEvents:output_type -> goray.rpc.ReportTaskEventsReply
-	60, // 72: goray.rpc.Gcs.ListTasks:output_type -> goray.rpc.ListTasksReply
-	57, // 73: goray.rpc.Gcs.GetMetrics:output_type -> goray.rpc.MetricsReply
-	21, // 74: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.RegisterWorkerReply
-	23, // 75: goray.rpc.Raylet.RequestLease:output_type -> goray.rpc.LeaseReply
-	25, // 76: goray.rpc.Raylet.ReturnLease:output_type -> goray.rpc.ReturnLeaseReply
-	27, // 77: goray.rpc.Raylet.KillWorker:output_type -> goray.rpc.KillWorkerReply
-	29, // 78: goray.rpc.Raylet.SetBlocked:output_type -> goray.rpc.SetBlockedReply
-	31, // 79: goray.rpc.Raylet.GetResources:output_type -> goray.rpc.GetResourcesReply
-	63, // 80: goray.rpc.Raylet.ListObjects:output_type -> goray.rpc.ListObjectsReply
-	66, // 81: goray.rpc.Raylet.ListWorkers:output_type -> goray.rpc.ListWorkersReply
-	34, // 82: goray.rpc.CoreWorker.Attach:output_type -> goray.rpc.AttachReply
-	69, // 83: goray.rpc.CoreWorker.OwnedObjects:output_type -> goray.rpc.OwnedObjectsReply
-	52, // 84: goray.rpc.CoreWorker.HostActor:output_type -> goray.rpc.HostActorReply
-	36, // 85: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
-	38, // 86: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.BorrowerReply
-	38, // 87: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.BorrowerReply
-	32, // 88: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.CancelTaskReply
-	40, // 89: goray.rpc.CoreWorker.Exit:output_type -> goray.rpc.ExitReply
-	63, // [63:90] is the sub-list for method output_type
-	36, // [36:63] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	86, // 36: goray.rpc.Bundle.resources:type_name -> goray.rpc.Bundle.ResourcesEntry
+	70, // 37: goray.rpc.PlacementGroupSpec.bundles:type_name -> goray.rpc.Bundle
+	70, // 38: goray.rpc.PlacementGroupInfo.bundles:type_name -> goray.rpc.Bundle
+	75, // 39: goray.rpc.ListPlacementGroupsReply.groups:type_name -> goray.rpc.PlacementGroupInfo
+	11, // 40: goray.rpc.Gcs.RegisterNode:input_type -> goray.rpc.NodeInfo
+	13, // 41: goray.rpc.Gcs.GetNodes:input_type -> goray.rpc.GetNodesRequest
+	15, // 42: goray.rpc.Gcs.RegisterJob:input_type -> goray.rpc.RegisterJobRequest
+	3,  // 43: goray.rpc.Gcs.CreateActor:input_type -> goray.rpc.ActorSpec
+	6,  // 44: goray.rpc.Gcs.GetActor:input_type -> goray.rpc.GetActorRequest
+	7,  // 45: goray.rpc.Gcs.KillActor:input_type -> goray.rpc.KillActorRequest
+	9,  // 46: goray.rpc.Gcs.ListActors:input_type -> goray.rpc.ListActorsRequest
+	17, // 47: goray.rpc.Gcs.ListJobs:input_type -> goray.rpc.ListJobsRequest
+	54, // 48: goray.rpc.Gcs.ReportTaskEvents:input_type -> goray.rpc.ReportTaskEventsRequest
+	59, // 49: goray.rpc.Gcs.ListTasks:input_type -> goray.rpc.ListTasksRequest
+	56, // 50: goray.rpc.Gcs.GetMetrics:input_type -> goray.rpc.GetMetricsRequest
+	20, // 51: goray.rpc.Raylet.RegisterWorker:input_type -> goray.rpc.RegisterWorkerRequest
+	22, // 52: goray.rpc.Raylet.RequestLease:input_type -> goray.rpc.LeaseRequest
+	24, // 53: goray.rpc.Raylet.ReturnLease:input_type -> goray.rpc.ReturnLeaseRequest
+	26, // 54: goray.rpc.Raylet.KillWorker:input_type -> goray.rpc.KillWorkerRequest
+	28, // 55: goray.rpc.Raylet.SetBlocked:input_type -> goray.rpc.SetBlockedRequest
+	30, // 56: goray.rpc.Raylet.GetResources:input_type -> goray.rpc.GetResourcesRequest
+	61, // 57: goray.rpc.Raylet.ListObjects:input_type -> goray.rpc.ListObjectsRequest
+	64, // 58: goray.rpc.Raylet.ListWorkers:input_type -> goray.rpc.ListWorkersRequest
+	71, // 59: goray.rpc.Raylet.CreatePlacementGroup:input_type -> goray.rpc.PlacementGroupSpec
+	73, // 60: goray.rpc.Raylet.RemovePlacementGroup:input_type -> goray.rpc.RemovePlacementGroupRequest
+	74, // 61: goray.rpc.Raylet.ListPlacementGroups:input_type -> goray.rpc.ListPlacementGroupsRequest
+	33, // 62: goray.rpc.CoreWorker.Attach:input_type -> goray.rpc.AttachRequest
+	67, // 63: goray.rpc.CoreWorker.OwnedObjects:input_type -> goray.rpc.OwnedObjectsRequest
+	51, // 64: goray.rpc.CoreWorker.HostActor:input_type -> goray.rpc.HostActorRequest
+	35, // 65: goray.rpc.CoreWorker.GetObject:input_type -> goray.rpc.GetObjectRequest
+	37, // 66: goray.rpc.CoreWorker.AddBorrower:input_type -> goray.rpc.BorrowerRequest
+	37, // 67: goray.rpc.CoreWorker.RemoveBorrower:input_type -> goray.rpc.BorrowerRequest
+	46, // 68: goray.rpc.CoreWorker.CancelTask:input_type -> goray.rpc.CancelTaskRequest
+	39, // 69: goray.rpc.CoreWorker.Exit:input_type -> goray.rpc.ExitRequest
+	12, // 70: goray.rpc.Gcs.RegisterNode:output_type -> goray.rpc.RegisterNodeReply
+	14, // 71: goray.rpc.Gcs.GetNodes:output_type -> goray.rpc.GetNodesReply
+	19, // 72: goray.rpc.Gcs.RegisterJob:output_type -> goray.rpc.RegisterJobReply
+	4,  // 73: goray.rpc.Gcs.CreateActor:output_type -> goray.rpc.CreateActorReply
+	5,  // 74: goray.rpc.Gcs.GetActor:output_type -> goray.rpc.ActorInfo
+	8,  // 75: goray.rpc.Gcs.KillActor:output_type -> goray.rpc.KillActorReply
+	10, // 76: goray.rpc.Gcs.ListActors:output_type -> goray.rpc.ListActorsReply
+	18, // 77: goray.rpc.Gcs.ListJobs:output_type -> goray.rpc.ListJobsReply
+	58, // 78: goray.rpc.Gcs.ReportTaskEvents:output_type -> goray.rpc.ReportTaskEventsReply
+	60, // 79: goray.rpc.Gcs.ListTasks:output_type -> goray.rpc.ListTasksReply
+	57, // 80: goray.rpc.Gcs.GetMetrics:output_type -> goray.rpc.MetricsReply
+	21, // 81: goray.rpc.Raylet.RegisterWorker:output_type -> goray.rpc.RegisterWorkerReply
+	23, // 82: goray.rpc.Raylet.RequestLease:output_type -> goray.rpc.LeaseReply
+	25, // 83: goray.rpc.Raylet.ReturnLease:output_type -> goray.rpc.ReturnLeaseReply
+	27, // 84: goray.rpc.Raylet.KillWorker:output_type -> goray.rpc.KillWorkerReply
+	29, // 85: goray.rpc.Raylet.SetBlocked:output_type -> goray.rpc.SetBlockedReply
+	31, // 86: goray.rpc.Raylet.GetResources:output_type -> goray.rpc.GetResourcesReply
+	63, // 87: goray.rpc.Raylet.ListObjects:output_type -> goray.rpc.ListObjectsReply
+	66, // 88: goray.rpc.Raylet.ListWorkers:output_type -> goray.rpc.ListWorkersReply
+	72, // 89: goray.rpc.Raylet.CreatePlacementGroup:output_type -> goray.rpc.PlacementGroupReply
+	72, // 90: goray.rpc.Raylet.RemovePlacementGroup:output_type -> goray.rpc.PlacementGroupReply
+	76, // 91: goray.rpc.Raylet.ListPlacementGroups:output_type -> goray.rpc.ListPlacementGroupsReply
+	34, // 92: goray.rpc.CoreWorker.Attach:output_type -> goray.rpc.AttachReply
+	69, // 93: goray.rpc.CoreWorker.OwnedObjects:output_type -> goray.rpc.OwnedObjectsReply
+	52, // 94: goray.rpc.CoreWorker.HostActor:output_type -> goray.rpc.HostActorReply
+	36, // 95: goray.rpc.CoreWorker.GetObject:output_type -> goray.rpc.GetObjectReply
+	38, // 96: goray.rpc.CoreWorker.AddBorrower:output_type -> goray.rpc.BorrowerReply
+	38, // 97: goray.rpc.CoreWorker.RemoveBorrower:output_type -> goray.rpc.BorrowerReply
+	32, // 98: goray.rpc.CoreWorker.CancelTask:output_type -> goray.rpc.CancelTaskReply
+	40, // 99: goray.rpc.CoreWorker.Exit:output_type -> goray.rpc.ExitReply
+	70, // [70:100] is the sub-list for method output_type
+	40, // [40:70] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_goray_proto_init() }
@@ -4914,7 +5335,7 @@ func file_goray_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_proto_rawDesc), len(file_goray_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   76,
+			NumMessages:   84,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

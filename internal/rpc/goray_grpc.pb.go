@@ -543,14 +543,17 @@ var Gcs_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Raylet_RegisterWorker_FullMethodName = "/goray.rpc.Raylet/RegisterWorker"
-	Raylet_RequestLease_FullMethodName   = "/goray.rpc.Raylet/RequestLease"
-	Raylet_ReturnLease_FullMethodName    = "/goray.rpc.Raylet/ReturnLease"
-	Raylet_KillWorker_FullMethodName     = "/goray.rpc.Raylet/KillWorker"
-	Raylet_SetBlocked_FullMethodName     = "/goray.rpc.Raylet/SetBlocked"
-	Raylet_GetResources_FullMethodName   = "/goray.rpc.Raylet/GetResources"
-	Raylet_ListObjects_FullMethodName    = "/goray.rpc.Raylet/ListObjects"
-	Raylet_ListWorkers_FullMethodName    = "/goray.rpc.Raylet/ListWorkers"
+	Raylet_RegisterWorker_FullMethodName       = "/goray.rpc.Raylet/RegisterWorker"
+	Raylet_RequestLease_FullMethodName         = "/goray.rpc.Raylet/RequestLease"
+	Raylet_ReturnLease_FullMethodName          = "/goray.rpc.Raylet/ReturnLease"
+	Raylet_KillWorker_FullMethodName           = "/goray.rpc.Raylet/KillWorker"
+	Raylet_SetBlocked_FullMethodName           = "/goray.rpc.Raylet/SetBlocked"
+	Raylet_GetResources_FullMethodName         = "/goray.rpc.Raylet/GetResources"
+	Raylet_ListObjects_FullMethodName          = "/goray.rpc.Raylet/ListObjects"
+	Raylet_ListWorkers_FullMethodName          = "/goray.rpc.Raylet/ListWorkers"
+	Raylet_CreatePlacementGroup_FullMethodName = "/goray.rpc.Raylet/CreatePlacementGroup"
+	Raylet_RemovePlacementGroup_FullMethodName = "/goray.rpc.Raylet/RemovePlacementGroup"
+	Raylet_ListPlacementGroups_FullMethodName  = "/goray.rpc.Raylet/ListPlacementGroups"
 )
 
 // RayletClient is the client API for Raylet service.
@@ -575,6 +578,11 @@ type RayletClient interface {
 	ListObjects(ctx context.Context, in *ListObjectsRequest, opts ...grpc.CallOption) (*ListObjectsReply, error)
 	// ListWorkers lists the node's worker processes.
 	ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersReply, error)
+	// CreatePlacementGroup reserves a group's bundles, waiting until they
+	// fit (or the call's deadline); RemovePlacementGroup gives them back.
+	CreatePlacementGroup(ctx context.Context, in *PlacementGroupSpec, opts ...grpc.CallOption) (*PlacementGroupReply, error)
+	RemovePlacementGroup(ctx context.Context, in *RemovePlacementGroupRequest, opts ...grpc.CallOption) (*PlacementGroupReply, error)
+	ListPlacementGroups(ctx context.Context, in *ListPlacementGroupsRequest, opts ...grpc.CallOption) (*ListPlacementGroupsReply, error)
 }
 
 type rayletClient struct {
@@ -665,6 +673,36 @@ func (c *rayletClient) ListWorkers(ctx context.Context, in *ListWorkersRequest, 
 	return out, nil
 }
 
+func (c *rayletClient) CreatePlacementGroup(ctx context.Context, in *PlacementGroupSpec, opts ...grpc.CallOption) (*PlacementGroupReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlacementGroupReply)
+	err := c.cc.Invoke(ctx, Raylet_CreatePlacementGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rayletClient) RemovePlacementGroup(ctx context.Context, in *RemovePlacementGroupRequest, opts ...grpc.CallOption) (*PlacementGroupReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlacementGroupReply)
+	err := c.cc.Invoke(ctx, Raylet_RemovePlacementGroup_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *rayletClient) ListPlacementGroups(ctx context.Context, in *ListPlacementGroupsRequest, opts ...grpc.CallOption) (*ListPlacementGroupsReply, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPlacementGroupsReply)
+	err := c.cc.Invoke(ctx, Raylet_ListPlacementGroups_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RayletServer is the server API for Raylet service.
 // All implementations must embed UnimplementedRayletServer
 // for forward compatibility.
@@ -687,6 +725,11 @@ type RayletServer interface {
 	ListObjects(context.Context, *ListObjectsRequest) (*ListObjectsReply, error)
 	// ListWorkers lists the node's worker processes.
 	ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersReply, error)
+	// CreatePlacementGroup reserves a group's bundles, waiting until they
+	// fit (or the call's deadline); RemovePlacementGroup gives them back.
+	CreatePlacementGroup(context.Context, *PlacementGroupSpec) (*PlacementGroupReply, error)
+	RemovePlacementGroup(context.Context, *RemovePlacementGroupRequest) (*PlacementGroupReply, error)
+	ListPlacementGroups(context.Context, *ListPlacementGroupsRequest) (*ListPlacementGroupsReply, error)
 	mustEmbedUnimplementedRayletServer()
 }
 
@@ -720,6 +763,15 @@ func (UnimplementedRayletServer) ListObjects(context.Context, *ListObjectsReques
 }
 func (UnimplementedRayletServer) ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersReply, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListWorkers not implemented")
+}
+func (UnimplementedRayletServer) CreatePlacementGroup(context.Context, *PlacementGroupSpec) (*PlacementGroupReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreatePlacementGroup not implemented")
+}
+func (UnimplementedRayletServer) RemovePlacementGroup(context.Context, *RemovePlacementGroupRequest) (*PlacementGroupReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemovePlacementGroup not implemented")
+}
+func (UnimplementedRayletServer) ListPlacementGroups(context.Context, *ListPlacementGroupsRequest) (*ListPlacementGroupsReply, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListPlacementGroups not implemented")
 }
 func (UnimplementedRayletServer) mustEmbedUnimplementedRayletServer() {}
 func (UnimplementedRayletServer) testEmbeddedByValue()                {}
@@ -886,6 +938,60 @@ func _Raylet_ListWorkers_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Raylet_CreatePlacementGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PlacementGroupSpec)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RayletServer).CreatePlacementGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Raylet_CreatePlacementGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RayletServer).CreatePlacementGroup(ctx, req.(*PlacementGroupSpec))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Raylet_RemovePlacementGroup_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemovePlacementGroupRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RayletServer).RemovePlacementGroup(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Raylet_RemovePlacementGroup_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RayletServer).RemovePlacementGroup(ctx, req.(*RemovePlacementGroupRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Raylet_ListPlacementGroups_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPlacementGroupsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RayletServer).ListPlacementGroups(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Raylet_ListPlacementGroups_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RayletServer).ListPlacementGroups(ctx, req.(*ListPlacementGroupsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Raylet_ServiceDesc is the grpc.ServiceDesc for Raylet service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -924,6 +1030,18 @@ var Raylet_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListWorkers",
 			Handler:    _Raylet_ListWorkers_Handler,
+		},
+		{
+			MethodName: "CreatePlacementGroup",
+			Handler:    _Raylet_CreatePlacementGroup_Handler,
+		},
+		{
+			MethodName: "RemovePlacementGroup",
+			Handler:    _Raylet_RemovePlacementGroup_Handler,
+		},
+		{
+			MethodName: "ListPlacementGroups",
+			Handler:    _Raylet_ListPlacementGroups_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -70,13 +70,15 @@ type Arg struct {
 
 // SubmitOptions are a task's options.
 type SubmitOptions struct {
-	Resources  map[string]float64
-	Strategy   rpc.Strategy
-	NodeID     []byte
-	Soft       bool
-	MaxRetries int
-	RetryOn    []error
-	Name       string
+	Resources      map[string]float64
+	PlacementGroup []byte // run in this placement group's bundle
+	Bundle         int    // -1: any of its bundles
+	Strategy       rpc.Strategy
+	NodeID         []byte
+	Soft           bool
+	MaxRetries     int
+	RetryOn        []error
+	Name           string
 }
 
 // keyQueue is the tasks of one scheduling key (resource shape and
@@ -193,8 +195,9 @@ func leaseKey(fn string, opts SubmitOptions) (string, *rpc.LeaseRequest) {
 	for _, k := range slices.Sorted(maps.Keys(opts.Resources)) {
 		fmt.Fprintf(&b, "%s=%g;", k, opts.Resources[k])
 	}
-	fmt.Fprintf(&b, "s=%d;n=%x;%v", opts.Strategy, opts.NodeID, opts.Soft)
-	return b.String(), &rpc.LeaseRequest{Resources: opts.Resources, Strategy: opts.Strategy, NodeId: opts.NodeID, Soft: opts.Soft}
+	fmt.Fprintf(&b, "s=%d;n=%x;%v;pg=%x/%d", opts.Strategy, opts.NodeID, opts.Soft, opts.PlacementGroup, opts.Bundle)
+	return b.String(), &rpc.LeaseRequest{Resources: opts.Resources, Strategy: opts.Strategy, NodeId: opts.NodeID, Soft: opts.Soft,
+		PlacementGroup: opts.PlacementGroup, BundleIndex: int32(opts.Bundle)}
 }
 
 // depReadyLocked is one of t's arguments becoming ready.
