@@ -28,10 +28,10 @@ type PlacementGroupHandle struct {
 // places all bundles on that node, except STRICT_SPREAD of several
 // bundles, which cannot be placed.
 const (
-	Pack         = "PACK"
-	SpreadPG     = "SPREAD"
-	StrictPack   = "STRICT_PACK"
-	StrictSpread = "STRICT_SPREAD"
+	PlacementPack         = "PACK"
+	PlacementSpread       = "SPREAD"
+	PlacementStrictPack   = "STRICT_PACK"
+	PlacementStrictSpread = "STRICT_SPREAD"
 )
 
 // NewPlacementGroup reserves bundles (each a set of resources, e.g.

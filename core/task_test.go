@@ -449,7 +449,7 @@ func TestPlacementGroup(t *testing.T) {
 		}
 	}
 	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, cpusFree(before))
-	pg, err := core.NewPlacementGroup(rt, []map[string]float64{{"CPU": 1}, {"CPU": 1}}, core.Pack)
+	pg, err := core.NewPlacementGroup(rt, []map[string]float64{{"CPU": 1}, {"CPU": 1}}, core.PlacementPack)
 	require.NoError(t, err)
 	require.NoError(t, pg.Ready(ctx))
 	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, cpusFree(before-2)) // both bundles reserved
@@ -465,10 +465,10 @@ func TestPlacementGroup(t *testing.T) {
 	_, err = core.Get[int](ctx, add.Options(core.Strategy(core.PlacementGroup(pg, 0))).Remote(rt, 1, 1))
 	require.ErrorIs(t, err, core.ErrInfeasible, "a removed group")
 
-	bad, err := core.NewPlacementGroup(rt, []map[string]float64{{"CPU": 1}, {"CPU": 1}}, core.StrictSpread)
+	bad, err := core.NewPlacementGroup(rt, []map[string]float64{{"CPU": 1}, {"CPU": 1}}, core.PlacementStrictSpread)
 	require.NoError(t, err)
 	require.ErrorContains(t, bad.Ready(ctx), "one node")
-	huge, err := core.NewPlacementGroup(rt, []map[string]float64{{"CPU": 64}}, core.Pack)
+	huge, err := core.NewPlacementGroup(rt, []map[string]float64{{"CPU": 64}}, core.PlacementPack)
 	require.NoError(t, err)
 	require.ErrorContains(t, huge.Ready(ctx), "in all")
 }

@@ -284,7 +284,7 @@ func TestClusterCommands(t *testing.T) {
 	require.NoError(t, err, out)
 	require.Contains(t, out, "NODE_ID")
 	require.Contains(t, out, "CPU=2")
-	pg, err := core.NewPlacementGroup(rt, []map[string]float64{{"CPU": 1}}, core.StrictPack)
+	pg, err := core.NewPlacementGroup(rt, []map[string]float64{{"CPU": 1}}, core.PlacementStrictPack)
 	require.NoError(t, err)
 	require.NoError(t, pg.Ready(ctx))
 	out, err = runBin(bin, env, "list", "placement-groups", "--format", "json")
