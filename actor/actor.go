@@ -32,6 +32,7 @@ package actor
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -68,6 +69,8 @@ type config struct {
 	maxTaskRetries  int
 	maxConcurrency  int
 	resources       map[string]float64
+	pg              *core.PlacementGroupHandle
+	bundle          int
 	errs            []error
 }
 
@@ -112,6 +115,17 @@ func MaxConcurrency(n int) Option {
 			c.errs = append(c.errs, fmt.Errorf("MaxConcurrency(%d): want ≥ 1: %w", n, errs.ErrBadArgument))
 		}
 		c.maxConcurrency = n
+	})
+}
+
+// PlacementGroup holds the actor's resources in bundle i of pg (-1: any of
+// its bundles) for its life.
+func PlacementGroup(pg *core.PlacementGroupHandle, bundle int) Option {
+	return option(func(c *config) {
+		if pg == nil {
+			c.errs = append(c.errs, fmt.Errorf("PlacementGroup(nil): %w", errs.ErrBadArgument))
+		}
+		c.pg, c.bundle = pg, bundle
 	})
 }
 
@@ -188,6 +202,13 @@ func (c *Class) Remote(rt *core.Runtime, args ...any) (*Handle, error) {
 		Resources: cfg.resources, OwnerAddress: w.Address(), OwnerPid: int32(os.Getpid())}
 	job := w.JobID()
 	spec.JobId = job[:]
+	if cfg.pg != nil {
+		pgID, err := hex.DecodeString(cfg.pg.ID())
+		if err != nil {
+			return nil, fmt.Errorf("actor: create %s: %w", c.c.Name, err)
+		}
+		spec.PlacementGroup, spec.BundleIndex = pgID, int32(cfg.bundle)
+	}
 	id := ids.NewActorID(job)
 	spec.ActorId = id[:]
 	for i, a := range wargs {

@@ -499,3 +499,24 @@ func TestCallBehindFailedArgument(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 5, v)
 }
+
+// An actor placed in a placement group holds its bundle's resources.
+func TestActorInPlacementGroup(t *testing.T) {
+	ctx := testCtx(t)
+	pg, err := core.NewPlacementGroup(rt, []map[string]float64{{"CPU": 1, "GPU": 1}}, core.PlacementStrictPack)
+	require.NoError(t, err)
+	require.NoError(t, pg.Ready(ctx))
+	defer pg.Remove()
+	h, err := slow.Options(core.NumGPUs(1), actor.PlacementGroup(pg, 0)).Remote(rt)
+	require.NoError(t, err)
+	defer actor.Kill(h, true)
+	dev, err := core.Get[string](ctx, h.Call("Env", "CUDA_VISIBLE_DEVICES"))
+	require.NoError(t, err)
+	require.NotEmpty(t, dev, "the bundle's GPU")
+	// An actor that needs more than the bundle holds can never start there.
+	h2, err := slow.Options(core.NumGPUs(2), actor.PlacementGroup(pg, 0)).Remote(rt)
+	require.NoError(t, err)
+	_, err = core.Get[string](ctx, h2.Call("Env", "X"))
+	require.ErrorIs(t, err, core.ErrActorDied, "more than the bundle holds")
+	require.ErrorContains(t, err, "infeasible")
+}

@@ -161,7 +161,8 @@ func (g *Server) scheduleLocked(e *actorEntry) {
 	// records it, and LeaseLost must still find the actor.
 	a.lease[string(leaseID)] = string(e.info.ActorId)
 	g.goActors(func(ctx context.Context) {
-		req := &rpc.LeaseRequest{LeaseId: leaseID, Resources: spec.Resources, Dedicated: true, JobId: spec.JobId}
+		req := &rpc.LeaseRequest{LeaseId: leaseID, Resources: spec.Resources, Dedicated: true, JobId: spec.JobId,
+			PlacementGroup: spec.PlacementGroup, BundleIndex: spec.BundleIndex}
 		if !spec.Detached {
 			// The actor shares its owner's fate: the raylet ends the
 			// lease (and kills the worker) when the owner process dies.

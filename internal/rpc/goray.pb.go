@@ -214,6 +214,8 @@ type ActorSpec struct {
 	OwnerAddress   string                 `protobuf:"bytes,11,opt,name=owner_address,json=ownerAddress,proto3" json:"owner_address,omitempty"`
 	OwnerPid       int32                  `protobuf:"varint,12,opt,name=owner_pid,json=ownerPid,proto3" json:"owner_pid,omitempty"`
 	JobId          []byte                 `protobuf:"bytes,13,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	PlacementGroup []byte                 `protobuf:"bytes,14,opt,name=placement_group,json=placementGroup,proto3" json:"placement_group,omitempty"` // hold the actor's resources in this group's bundle
+	BundleIndex    int32                  `protobuf:"varint,15,opt,name=bundle_index,json=bundleIndex,proto3" json:"bundle_index,omitempty"`         // -1: any of its bundles
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -337,6 +339,20 @@ func (x *ActorSpec) GetJobId() []byte {
 		return x.JobId
 	}
 	return nil
+}
+
+func (x *ActorSpec) GetPlacementGroup() []byte {
+	if x != nil {
+		return x.PlacementGroup
+	}
+	return nil
+}
+
+func (x *ActorSpec) GetBundleIndex() int32 {
+	if x != nil {
+		return x.BundleIndex
+	}
+	return 0
 }
 
 type CreateActorReply struct {
@@ -4695,7 +4711,7 @@ var File_goray_proto protoreflect.FileDescriptor
 
 const file_goray_proto_rawDesc = "" +
 	"\n" +
-	"\vgoray.proto\x12\tgoray.rpc\"\xfe\x03\n" +
+	"\vgoray.proto\x12\tgoray.rpc\"\xca\x04\n" +
 	"\tActorSpec\x12\x19\n" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x14\n" +
 	"\x05class\x18\x02 \x01(\tR\x05class\x12\"\n" +
@@ -4710,7 +4726,9 @@ const file_goray_proto_rawDesc = "" +
 	" \x03(\v2#.goray.rpc.ActorSpec.ResourcesEntryR\tresources\x12#\n" +
 	"\rowner_address\x18\v \x01(\tR\fownerAddress\x12\x1b\n" +
 	"\towner_pid\x18\f \x01(\x05R\bownerPid\x12\x15\n" +
-	"\x06job_id\x18\r \x01(\fR\x05jobId\x1a<\n" +
+	"\x06job_id\x18\r \x01(\fR\x05jobId\x12'\n" +
+	"\x0fplacement_group\x18\x0e \x01(\fR\x0eplacementGroup\x12!\n" +
+	"\fbundle_index\x18\x0f \x01(\x05R\vbundleIndex\x1a<\n" +
 	"\x0eResourcesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"-\n" +
