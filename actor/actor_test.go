@@ -263,13 +263,7 @@ func TestRestartAfterKill9(t *testing.T) {
 
 	// A second death is past MaxRestarts(1).
 	require.NoError(t, syscall.Kill(pidOf(t, h), syscall.SIGKILL))
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		_, err = core.Get[int](ctx, h.Call("Increment"))
-		if err != nil || time.Now().After(deadline) {
-			break
-		}
-	}
+	err = firstFailure(ctx, h)
 	require.ErrorIs(t, err, core.ErrActorDied)
 	require.ErrorContains(t, err, "SIGKILL")
 	require.ErrorContains(t, err, "no restarts left")
@@ -294,13 +288,7 @@ func TestNoRestartDies(t *testing.T) {
 	h, err := counter.Remote(rt, 0)
 	require.NoError(t, err)
 	require.NoError(t, syscall.Kill(pidOf(t, h), syscall.SIGKILL))
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, err = core.Get[int](ctx, h.Call("Increment"))
-		if err != nil || time.Now().After(deadline) {
-			break
-		}
-	}
+	err = firstFailure(ctx, h)
 	require.ErrorIs(t, err, core.ErrActorDied)
 	require.ErrorContains(t, err, "Counter")
 	require.ErrorContains(t, err, "MaxRestarts 0")
@@ -405,13 +393,7 @@ func TestDetachedFromSecondRuntime(t *testing.T) {
 	require.NoError(t, actor.Kill(g, true))
 	require.NoError(t, rt2.Shutdown())
 
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		_, err = core.Get[int](ctx, h.Call("Increment"))
-		if err != nil || time.Now().After(deadline) {
-			break
-		}
-	}
+	err = firstFailure(ctx, h)
 	require.ErrorIs(t, err, core.ErrActorDied)
 	require.ErrorContains(t, err, "killed with actor.Kill")
 }
@@ -519,4 +501,16 @@ func TestActorInPlacementGroup(t *testing.T) {
 	_, err = core.Get[string](ctx, h2.Call("Env", "X"))
 	require.ErrorIs(t, err, core.ErrActorDied, "more than the bundle holds")
 	require.ErrorContains(t, err, "infeasible")
+}
+
+// firstFailure calls Increment until a call fails (the actor's death has
+// reached this process) or 20 s pass, and returns that error.
+func firstFailure(ctx context.Context, h *actor.Handle) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, err := core.Get[int](ctx, h.Call("Increment"))
+		if err != nil || time.Now().After(deadline) {
+			return err
+		}
+	}
 }

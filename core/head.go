@@ -7,8 +7,6 @@ import (
 	"os"
 	"sync"
 
-	"google.golang.org/grpc"
-
 	"github.com/goray/goray/internal/gcs"
 	"github.com/goray/goray/internal/rpc"
 )
@@ -19,7 +17,7 @@ import (
 // processes started from that driver's binary.
 type Head struct {
 	c     *cluster
-	peers *peerDialer
+	peers *rpc.Peers
 	once  sync.Once
 	err   error
 }
@@ -44,8 +42,8 @@ func StartHead(ctx context.Context, port int, opts ...Option) (*Head, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Head{c: c, peers: &peerDialer{token: c.token, conns: map[string]*grpc.ClientConn{}}}
-	c.gcs.EnableActors(gcs.ActorConfig{Raylet: localRaylet{c.raylet}, Worker: h.peers.dial,
+	h := &Head{c: c, peers: &rpc.Peers{Token: c.token}}
+	c.gcs.EnableActors(gcs.ActorConfig{Raylet: localRaylet{c.raylet}, Worker: h.peers.Peer,
 		Logf: func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }})
 	c.serve()
 	return h, nil
@@ -62,37 +60,7 @@ func (h *Head) SessionDir() string { return h.c.dir }
 func (h *Head) Close() error {
 	h.once.Do(func() {
 		h.err = h.c.close()
-		h.peers.close()
+		h.peers.Close()
 	})
 	return h.err
-}
-
-// peerDialer keeps one connection per core worker the GCS talks to.
-type peerDialer struct {
-	token string
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
-}
-
-func (p *peerDialer) dial(addr string) (rpc.CoreWorkerClient, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	cc := p.conns[addr]
-	if cc == nil {
-		var err error
-		if cc, err = rpc.Dial(addr, p.token); err != nil {
-			return nil, err
-		}
-		p.conns[addr] = cc
-	}
-	return rpc.NewCoreWorkerClient(cc), nil
-}
-
-func (p *peerDialer) close() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, cc := range p.conns {
-		cc.Close()
-	}
-	p.conns = nil
 }

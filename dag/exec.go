@@ -42,6 +42,7 @@ type CompiledDAG struct {
 	p    *plan
 	cfg  config
 	rt   *core.Runtime
+	w    *worker.CoreWorker // the driver's: it reports execution latencies
 	dot  string
 	ring []*channel.Ring // the driver's handles (it created them)
 
@@ -99,7 +100,7 @@ func Compile(ctx context.Context, out Node, opts ...CompileOption) (*CompiledDAG
 	}
 	var idb [6]byte
 	rand.Read(idb[:])
-	g := &CompiledDAG{id: hex.EncodeToString(idb[:]), p: p, cfg: cfg, rt: rtAny.(*core.Runtime),
+	g := &CompiledDAG{id: hex.EncodeToString(idb[:]), p: p, cfg: cfg, rt: rtAny.(*core.Runtime), w: bridge.Worker(rtAny),
 		results: map[uint64]result{}, closed: make(chan struct{}), room: make(chan struct{}, 1)}
 	g.dot = visualize(p)
 
@@ -422,7 +423,7 @@ func (f *Future) Get(ctx context.Context) (any, error) {
 	if err == nil || !errors.Is(err, errs.ErrTimeout) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 		f.done = true
 		// The cluster's metrics: executions and their latency, Execute to Get.
-		bridge.Worker(f.g.rt).RecordLatency("dag_execution", time.Since(f.start))
+		f.g.w.RecordLatency("dag_execution", time.Since(f.start))
 		f.g.readMu.Lock()
 		f.g.gotten++
 		f.g.readMu.Unlock()

@@ -29,13 +29,11 @@ func newStatusCmd() *cobra.Command {
 		Example: "  goray status\n  goray status --address 127.0.0.1:6380",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			defer cancel()
-			c, err := dialCluster(ctx, addrFlag)
+			ctx, c, done, err := openCluster(cmd, addrFlag)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer done()
 			st, err := fetchStatus(ctx, c)
 			if err != nil {
 				return err
@@ -157,8 +155,8 @@ func newListCmd() *cobra.Command {
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"nodes", "jobs", "actors", "tasks", "objects", "placement-groups"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "table" && format != "json" {
-				return fmt.Errorf("--format %q: want table or json", format)
+			if err := checkFormat(format); err != nil {
+				return err
 			}
 			want := map[string]string{}
 			for _, f := range filters {
@@ -168,8 +166,6 @@ func newListCmd() *cobra.Command {
 				}
 				want[strings.ToLower(k)] = v
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			defer cancel()
 			var cols []string
 			var rows []map[string]string
 			switch args[0] {
@@ -177,11 +173,11 @@ func newListCmd() *cobra.Command {
 			default:
 				return fmt.Errorf("goray list %q: want nodes, jobs, actors, tasks, objects or placement-groups", args[0])
 			}
-			c, err := dialCluster(ctx, addrFlag)
+			ctx, c, done, err := openCluster(cmd, addrFlag)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer done()
 			switch args[0] {
 			case "nodes":
 				cols = []string{"node_id", "address", "state", "resources", "store_socket"}
@@ -335,19 +331,17 @@ func newSummaryCmd() *cobra.Command {
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: []string{"tasks", "actors"},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "table" && format != "json" {
-				return fmt.Errorf("--format %q: want table or json", format)
+			if err := checkFormat(format); err != nil {
+				return err
 			}
 			if args[0] != "tasks" && args[0] != "actors" {
 				return fmt.Errorf("goray summary %q: want tasks or actors", args[0])
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			defer cancel()
-			c, err := dialCluster(ctx, addrFlag)
+			ctx, c, done, err := openCluster(cmd, addrFlag)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer done()
 			var cols []string
 			var rows []map[string]string
 			if args[0] == "tasks" {
@@ -439,13 +433,11 @@ https://ui.perfetto.dev or chrome://tracing.`,
 		Example: "  goray timeline -o trace.json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			defer cancel()
-			c, err := dialCluster(ctx, addrFlag)
+			ctx, c, done, err := openCluster(cmd, addrFlag)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer done()
 			r, err := c.gcs.ListTasks(ctx, &rpc.ListTasksRequest{})
 			if err != nil {
 				return err
@@ -509,16 +501,14 @@ task or driver made it (an object's ID names its job).`,
 		Example: "  goray memory\n  goray memory --limit 50 --format json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if format != "table" && format != "json" {
-				return fmt.Errorf("--format %q: want table or json", format)
+			if err := checkFormat(format); err != nil {
+				return err
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
-			defer cancel()
-			c, err := dialCluster(ctx, addrFlag)
+			ctx, c, done, err := openCluster(cmd, addrFlag)
 			if err != nil {
 				return err
 			}
-			defer c.Close()
+			defer done()
 			res, err := c.raylet.GetResources(ctx, &rpc.GetResourcesRequest{})
 			if err != nil {
 				return err
@@ -596,15 +586,16 @@ func findOwners(ctx context.Context, c *clusterClient, objs []*rpc.StoreObject) 
 			addrs = append(addrs, w.Address)
 		}
 	}
+	peers := &rpc.Peers{Token: c.token}
+	defer peers.Close()
 	for _, addr := range addrs {
-		cc, err := rpc.Dial(addr, c.token)
+		p, err := peers.Peer(addr)
 		if err != nil {
 			continue
 		}
 		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		rep, err := rpc.NewCoreWorkerClient(cc).OwnedObjects(actx, req)
+		rep, err := p.OwnedObjects(actx, req)
 		cancel()
-		cc.Close()
 		if err != nil {
 			continue
 		}
@@ -613,4 +604,23 @@ func findOwners(ctx context.Context, c *clusterClient, objs []*rpc.StoreObject) 
 		}
 	}
 	return out
+}
+
+// openCluster connects to the cluster for one command, bounded by 10 s;
+// done releases both.
+func openCluster(cmd *cobra.Command, addrFlag string) (context.Context, *clusterClient, func(), error) {
+	ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
+	c, err := dialCluster(ctx, addrFlag)
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return ctx, c, func() { c.Close(); cancel() }, nil
+}
+
+func checkFormat(format string) error {
+	if format != "table" && format != "json" {
+		return fmt.Errorf("--format %q: want table or json", format)
+	}
+	return nil
 }

@@ -68,23 +68,11 @@ func (w *CoreWorker) SubmitActorCall(id ids.ActorID, class string, method *Funct
 		t.name = t.fn
 	}
 	t.spec = &rpc.TaskSpec{TaskId: t.id[:], Function: class, Method: strings.TrimPrefix(method.Name, class+"."), ActorId: id[:],
-		NumReturns: uint32(method.NumReturns()), OwnerAddress: w.cfg.Address, Name: opts.Name,
-		Args: make([]*rpc.Arg, len(args))}
+		NumReturns: uint32(method.NumReturns()), OwnerAddress: w.cfg.Address, Name: opts.Name}
 	if opts.System {
 		t.spec.Function, t.spec.Method = method.Name, ""
 	}
-	for i, a := range args {
-		if a.Ref != nil {
-			t.spec.Args[i] = &rpc.Arg{}
-			t.deps = append(t.deps, argDep{i, *a.Ref})
-		} else {
-			t.spec.Args[i] = &rpc.Arg{Value: a.Value.Bytes(), Nested: nestedToRPC(a.Nested)}
-			t.nested = append(t.nested, a.Nested...)
-		}
-	}
-	for i := range method.NumReturns() {
-		t.returns = append(t.returns, ids.NewObjectID(t.id, uint32(i+1)))
-	}
+	t.setArgs(args, method.NumReturns())
 
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -110,27 +98,10 @@ func (w *CoreWorker) SubmitActorCall(id ids.ActorID, class string, method *Funct
 	ac.seq++
 	t.seq = ac.seq
 	w.tasks[t.id] = t
-	t.held = w.holdNestedLocked(t.nested)
-	ac.queue = append(ac.queue, t)
-	for _, d := range t.deps {
-		o := w.objects[d.id]
-		if o == nil {
-			w.failTaskLocked(t, &rpc.ErrorInfo{Kind: rpc.ErrorKind_ERROR_OBJECT_LOST, Function: t.fn, Task: t.name,
-				Message: fmt.Sprintf("argument %d: object %s: %v: this process holds no ref to it (freed?)", d.idx, d.id, errs.ErrObjectLost)})
-			return t.returns
-		}
-		o.submitted++
-		t.counted++
-		if o.state == objPending {
-			t.pendingDeps++
-			o.dependents = append(o.dependents, t)
-			if !o.owned && !o.fetching {
-				w.fetchLocked(o)
-			}
-		}
-	}
-	if t.pendingDeps == 0 {
-		w.resolveLocked(t)
+	ac.queue = append(ac.queue, t) // in submission order, also while its arguments are pending
+	w.trackArgsLocked(t)
+	if t.state == taskDone {
+		w.dispatchActorLocked(ac) // failed at once: the calls behind it go on
 	}
 	return t.returns
 }

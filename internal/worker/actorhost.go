@@ -3,10 +3,8 @@ package worker
 import (
 	"context"
 	"fmt"
-	"os"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -139,14 +137,7 @@ func (e *executor) host(ctx context.Context, req *rpc.HostActorRequest) *rpc.Err
 	}
 	var id ids.ActorID
 	copy(id[:], spec.ActorId)
-	gpus := make([]int, len(req.GpuIds))
-	strs := make([]string, len(req.GpuIds))
-	for i, g := range req.GpuIds {
-		gpus[i], strs[i] = int(g), strconv.Itoa(int(g))
-	}
-	if len(gpus) > 0 {
-		os.Setenv("CUDA_VISIBLE_DEVICES", strings.Join(strs, ","))
-	}
+	gpus := setVisibleGPUs(req.GpuIds)
 	fn := c.Ctor
 	in := []reflect.Value{{}}
 	for i, a := range spec.Args {
@@ -200,42 +191,20 @@ func (e *executor) attachActor(req *rpc.AttachRequest) error {
 		return errs.ErrShutdown
 	default:
 	}
-	reqRing, err := channel.OpenShm(req.RequestRing)
+	rings, err := openServedRings(req)
 	if err != nil {
-		return fmt.Errorf("attach: %w", err)
-	}
-	repRing, err := channel.OpenShm(req.ReplyRing)
-	if err != nil {
-		reqRing.Close()
-		return fmt.Errorf("attach: %w", err)
-	}
-	rd, err := reqRing.Reader(0)
-	if err != nil {
-		reqRing.Close()
-		repRing.Close()
-		return fmt.Errorf("attach: %w", err)
-	}
-	wr, err := repRing.Writer()
-	if err != nil {
-		rd.Close()
-		reqRing.Close()
-		repRing.Close()
 		return fmt.Errorf("attach: %w", err)
 	}
 	e.loop.Add(1)
 	go func() {
 		defer e.loop.Done()
-		lw := &lockedWriter{w: wr}
+		lw := &lockedWriter{w: rings.wr}
 		var calls sync.WaitGroup
 		defer func() {
 			calls.Wait()
-			wr.CloseWrite(context.Background())
-			wr.Close()
-			rd.Close()
-			reqRing.Close()
-			repRing.Close()
+			rings.close()
 		}()
-		e.serveActor(ha, rd, lw, &calls)
+		e.serveActor(ha, rings.rd, lw, &calls)
 	}()
 	return nil
 }

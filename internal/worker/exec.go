@@ -141,36 +141,11 @@ func (e *executor) attach(ctx context.Context, req *rpc.AttachRequest) error {
 		return errs.ErrShutdown
 	}
 	fail := func(err error) error { <-e.busy; return fmt.Errorf("attach: %w", err) }
-	reqRing, err := channel.OpenShm(req.RequestRing)
+	rings, err := openServedRings(req)
 	if err != nil {
 		return fail(err)
 	}
-	repRing, err := channel.OpenShm(req.ReplyRing)
-	if err != nil {
-		reqRing.Close()
-		return fail(err)
-	}
-	rd, err := reqRing.Reader(0)
-	if err != nil {
-		reqRing.Close()
-		repRing.Close()
-		return fail(err)
-	}
-	wr, err := repRing.Writer()
-	if err != nil {
-		rd.Close()
-		reqRing.Close()
-		repRing.Close()
-		return fail(err)
-	}
-	gpus := make([]int, len(req.GpuIds))
-	strs := make([]string, len(req.GpuIds))
-	for i, g := range req.GpuIds {
-		gpus[i], strs[i] = int(g), strconv.Itoa(int(g))
-	}
-	if len(gpus) > 0 {
-		os.Setenv("CUDA_VISIBLE_DEVICES", strings.Join(strs, ","))
-	}
+	gpus := setVisibleGPUs(req.GpuIds)
 	e.mu.Lock()
 	e.leaseID, e.gpus = string(req.LeaseId), gpus
 	e.mu.Unlock()
@@ -179,18 +154,73 @@ func (e *executor) attach(ctx context.Context, req *rpc.AttachRequest) error {
 		defer e.loop.Done()
 		defer func() { <-e.busy }()
 		defer func() {
-			wr.CloseWrite(context.Background())
-			wr.Close()
-			rd.Close()
-			reqRing.Close()
-			repRing.Close()
+			rings.close()
 			e.mu.Lock()
 			e.leaseID = ""
 			e.mu.Unlock()
 		}()
-		e.serve(rd, wr)
+		e.serve(rings.rd, rings.wr)
 	}()
 	return nil
+}
+
+// servedRings are the ends a worker serves a submitter's rings with:
+// requests in, replies out.
+type servedRings struct {
+	reqRing, repRing *channel.Ring
+	rd               *channel.RingReader
+	wr               *channel.RingWriter
+}
+
+func openServedRings(req *rpc.AttachRequest) (_ *servedRings, err error) {
+	s := &servedRings{}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	if s.reqRing, err = channel.OpenShm(req.RequestRing); err != nil {
+		return nil, err
+	}
+	if s.repRing, err = channel.OpenShm(req.ReplyRing); err != nil {
+		return nil, err
+	}
+	if s.rd, err = s.reqRing.Reader(0); err != nil {
+		return nil, err
+	}
+	if s.wr, err = s.repRing.Writer(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// close ends the reply stream in-band and lets go of every end.
+func (s *servedRings) close() {
+	if s.wr != nil {
+		s.wr.CloseWrite(context.Background())
+		s.wr.Close()
+	}
+	if s.rd != nil {
+		s.rd.Close()
+	}
+	for _, r := range []*channel.Ring{s.reqRing, s.repRing} {
+		if r != nil {
+			r.Close()
+		}
+	}
+}
+
+// setVisibleGPUs makes the assigned GPUs this process's CUDA devices.
+func setVisibleGPUs(ids []int32) []int {
+	gpus := make([]int, len(ids))
+	strs := make([]string, len(ids))
+	for i, g := range ids {
+		gpus[i], strs[i] = int(g), strconv.Itoa(int(g))
+	}
+	if len(gpus) > 0 {
+		os.Setenv("CUDA_VISIBLE_DEVICES", strings.Join(strs, ","))
+	}
+	return gpus
 }
 
 func (e *executor) serve(rd *channel.RingReader, wr *channel.RingWriter) {

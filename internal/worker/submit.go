@@ -123,19 +123,8 @@ func (w *CoreWorker) Submit(fn *Function, args []Arg, opts SubmitOptions) ([]ids
 		t.retryOn = append(t.retryOn, e.Error())
 	}
 	t.spec = &rpc.TaskSpec{TaskId: t.id[:], Function: fn.Name, NumReturns: uint32(fn.NumReturns()),
-		Generator: fn.Generator, OwnerAddress: w.cfg.Address, Name: opts.Name, Args: make([]*rpc.Arg, len(args))}
-	for i, a := range args {
-		if a.Ref != nil {
-			t.spec.Args[i] = &rpc.Arg{}
-			t.deps = append(t.deps, argDep{i, *a.Ref})
-		} else {
-			t.spec.Args[i] = &rpc.Arg{Value: a.Value.Bytes(), Nested: nestedToRPC(a.Nested)}
-			t.nested = append(t.nested, a.Nested...)
-		}
-	}
-	for i := range fn.NumReturns() {
-		t.returns = append(t.returns, ids.NewObjectID(t.id, uint32(i+1)))
-	}
+		Generator: fn.Generator, OwnerAddress: w.cfg.Address, Name: opts.Name}
+	t.setArgs(args, fn.NumReturns())
 	if fn.Generator {
 		t.gen = &Generator{w: w, task: t.id, notify: make(chan struct{}, 1)}
 	}
@@ -162,27 +151,7 @@ func (w *CoreWorker) Submit(fn *Function, args []Arg, opts SubmitOptions) ([]ids
 	}
 	t.key = k
 	w.tasks[t.id] = t
-	t.held = w.holdNestedLocked(t.nested)
-	for _, d := range t.deps {
-		o := w.objects[d.id]
-		if o == nil {
-			w.failTaskLocked(t, &rpc.ErrorInfo{Kind: rpc.ErrorKind_ERROR_OBJECT_LOST, Function: t.fn, Task: t.name,
-				Message: fmt.Sprintf("argument %d: object %s: %v: this process holds no ref to it (freed?)", d.idx, d.id, errs.ErrObjectLost)})
-			return t.returns, t.gen
-		}
-		o.submitted++
-		t.counted++
-		if o.state == objPending {
-			t.pendingDeps++
-			o.dependents = append(o.dependents, t)
-			if !o.owned && !o.fetching {
-				w.fetchLocked(o)
-			}
-		}
-	}
-	if t.pendingDeps == 0 {
-		w.resolveLocked(t)
-	}
+	w.trackArgsLocked(t)
 	return t.returns, t.gen
 }
 
@@ -198,6 +167,51 @@ func leaseKey(fn string, opts SubmitOptions) (string, *rpc.LeaseRequest) {
 	fmt.Fprintf(&b, "s=%d;n=%x;%v;pg=%x/%d", opts.Strategy, opts.NodeID, opts.Soft, opts.PlacementGroup, opts.Bundle)
 	return b.String(), &rpc.LeaseRequest{Resources: opts.Resources, Strategy: opts.Strategy, NodeId: opts.NodeID, Soft: opts.Soft,
 		PlacementGroup: opts.PlacementGroup, BundleIndex: int32(opts.Bundle)}
+}
+
+// setArgs fills in t's spec arguments (values inline, refs to resolve)
+// and its return IDs; n is the function's number of returns.
+func (t *task) setArgs(args []Arg, n int) {
+	t.spec.Args = make([]*rpc.Arg, len(args))
+	for i, a := range args {
+		if a.Ref != nil {
+			t.spec.Args[i] = &rpc.Arg{}
+			t.deps = append(t.deps, argDep{i, *a.Ref})
+		} else {
+			t.spec.Args[i] = &rpc.Arg{Value: a.Value.Bytes(), Nested: nestedToRPC(a.Nested)}
+			t.nested = append(t.nested, a.Nested...)
+		}
+	}
+	for i := range n {
+		t.returns = append(t.returns, ids.NewObjectID(t.id, uint32(i+1)))
+	}
+}
+
+// trackArgsLocked holds t's arguments (the refs nested in values, and a
+// submitted count on each ref argument) and resolves t once they are
+// ready; a ref this process no longer holds fails t.
+func (w *CoreWorker) trackArgsLocked(t *task) {
+	t.held = w.holdNestedLocked(t.nested)
+	for _, d := range t.deps {
+		o := w.objects[d.id]
+		if o == nil {
+			w.failTaskLocked(t, &rpc.ErrorInfo{Kind: rpc.ErrorKind_ERROR_OBJECT_LOST, Function: t.fn, Task: t.name,
+				Message: fmt.Sprintf("argument %d: object %s: %v: this process holds no ref to it (freed?)", d.idx, d.id, errs.ErrObjectLost)})
+			return
+		}
+		o.submitted++
+		t.counted++
+		if o.state == objPending {
+			t.pendingDeps++
+			o.dependents = append(o.dependents, t)
+			if !o.owned && !o.fetching {
+				w.fetchLocked(o)
+			}
+		}
+	}
+	if t.pendingDeps == 0 {
+		w.resolveLocked(t)
+	}
 }
 
 // depReadyLocked is one of t's arguments becoming ready.

@@ -54,8 +54,7 @@ type CoreWorker struct {
 	putIdx        uint32
 	closed        bool
 
-	peersMu sync.Mutex
-	peers   map[string]*peer // other core workers, by address
+	peers *rpc.Peers // other core workers, by address
 
 	exec *executor // worker processes only
 
@@ -68,11 +67,6 @@ type CoreWorker struct {
 	// Owner is what wraps this core worker in the public API (a
 	// *core.Runtime); RuntimeFrom reads it back.
 	Owner any
-}
-
-type peer struct {
-	cc *grpc.ClientConn
-	c  rpc.CoreWorkerClient
 }
 
 // New starts a core worker.
@@ -93,7 +87,7 @@ func New(cfg Config) (*CoreWorker, error) {
 		actors:  map[ids.ActorID]*actorConn{},
 
 		borrowerProcs: map[string]shm.Process{},
-		peers:         map[string]*peer{},
+		peers:         &rpc.Peers{Token: cfg.Token},
 		stop:          make(chan struct{}),
 	}
 	w.putTask = ids.NewTaskID(ids.NilActorIDOf(cfg.JobID))
@@ -187,12 +181,7 @@ func (w *CoreWorker) Close() error {
 			o.unpin()
 		}
 		w.mu.Unlock()
-		w.peersMu.Lock()
-		for _, p := range w.peers {
-			p.cc.Close()
-		}
-		w.peers = map[string]*peer{}
-		w.peersMu.Unlock()
+		w.peers.Close()
 	})
 	return nil
 }
@@ -202,20 +191,7 @@ func shutdownInfo(t *task) *rpc.ErrorInfo {
 }
 
 // peer returns a client of the core worker at addr.
-func (w *CoreWorker) peer(addr string) (rpc.CoreWorkerClient, error) {
-	w.peersMu.Lock()
-	defer w.peersMu.Unlock()
-	if p := w.peers[addr]; p != nil {
-		return p.c, nil
-	}
-	cc, err := rpc.Dial(addr, w.cfg.Token)
-	if err != nil {
-		return nil, err
-	}
-	p := &peer{cc: cc, c: rpc.NewCoreWorkerClient(cc)}
-	w.peers[addr] = p
-	return p.c, nil
-}
+func (w *CoreWorker) peer(addr string) (rpc.CoreWorkerClient, error) { return w.peers.Peer(addr) }
 
 // goBG runs f as a goroutine Close waits for.
 func (w *CoreWorker) goBG(f func()) {
