@@ -19,6 +19,7 @@ import (
 	"github.com/goray/goray/internal/errs"
 	"github.com/goray/goray/internal/ids"
 	"github.com/goray/goray/internal/worker"
+	"github.com/goray/goray/tensor"
 )
 
 // Errors of compiled graphs (the same values as core's).
@@ -630,11 +631,24 @@ func decodeOutput(data []byte, typ reflect.Type) (any, error) {
 	if !v.IsValid() {
 		return nil, nil
 	}
-	if v.Kind() == reflect.Slice && codec.IsRaw(data[1:]) {
-		// A raw slice aliases the ring's slot, which is reused: copy it.
-		c := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
-		reflect.Copy(c, v)
-		v = c
+	if codec.IsRaw(data[1:]) {
+		// A raw slice or tensor aliases the ring's slot, which is reused:
+		// copy it.
+		switch x := v.Interface().(type) {
+		case *tensor.Tensor:
+			return x.Clone()
+		case tensor.Tensor:
+			c, err := x.Clone()
+			if err != nil {
+				return nil, err
+			}
+			return *c, nil
+		}
+		if v.Kind() == reflect.Slice {
+			c := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+			reflect.Copy(c, v)
+			v = c
+		}
 	}
 	return v.Interface(), nil
 }

@@ -8,12 +8,12 @@ import (
 )
 
 // IsRaw reports whether data holds a raw (zero-copy capable) payload: a
-// []byte or a numeric slice. It checks only the header.
+// []byte, a numeric slice or a host tensor. It checks only the header.
 func IsRaw(data []byte) bool {
 	if len(data) < headerSize || data[0] != magic || data[1] != version {
 		return false
 	}
-	return data[2] == formatBytes || data[2] == formatNumeric
+	return data[2] == formatBytes || data[2] == formatNumeric || data[2] == formatTensor
 }
 
 // Decode decodes data into a new value of type t.
@@ -83,6 +83,8 @@ func decodeInto(data []byte, ptr any) error {
 		return decodeCBOR(payload, ptr)
 	case formatBytes:
 		return decodeBytes(payload, ptr)
+	case formatTensor:
+		return decodeTensor(payload, ptr)
 	default:
 		return decodeNumeric(payload, kinds[kind], ptr)
 	}
@@ -104,7 +106,7 @@ func readHeader(data []byte, ptr any) (format, kind uint8, err error) {
 	}
 	format, kind = data[2], data[3]
 	switch format {
-	case formatCBOR, formatBytes:
+	case formatCBOR, formatBytes, formatTensor:
 		if kind != kindNone {
 			return 0, 0, badEncoding(targetType(ptr), nil,
 				"element kind %d in a %s payload, whose kind byte must be 0: the header is corrupt", kind, formatName(format))
@@ -116,7 +118,7 @@ func readHeader(data []byte, ptr any) (format, kind uint8, err error) {
 		}
 	default:
 		return 0, 0, badEncoding(targetType(ptr), nil,
-			"unknown payload format %d (known: 1 CBOR, 2 raw bytes, 3 raw numeric): the header is corrupt, or a newer goray wrote it", format)
+			"unknown payload format %d (known: 1 CBOR, 2 raw bytes, 3 raw numeric, 4 tensor): the header is corrupt, or a newer goray wrote it", format)
 	}
 	if r := data[4:headerSize]; r[0]|r[1]|r[2]|r[3] != 0 {
 		return 0, 0, badEncoding(targetType(ptr), nil,

@@ -24,6 +24,7 @@ const (
 	formatCBOR    uint8 = 1 // a CBOR data item
 	formatBytes   uint8 = 2 // a raw []byte
 	formatNumeric uint8 = 3 // a raw little-endian numeric slice; byte 3 names the element kind
+	// formatTensor = 4 (tensor.go)
 )
 
 func formatName(f uint8) string {
@@ -34,6 +35,8 @@ func formatName(f uint8) string {
 		return "raw bytes"
 	case formatNumeric:
 		return "raw numeric"
+	case formatTensor:
+		return "tensor"
 	}
 	return fmt.Sprintf("format %d", f)
 }
@@ -46,8 +49,8 @@ func formatName(f uint8) string {
 // caller must not modify the slice until the Encoded has been written. The
 // zero Encoded has Size 0 and writes nothing.
 type Encoded struct {
-	buf    []byte // formatCBOR: the whole encoding, header included, owned by the Encoded
-	raw    []byte // raw formats: the payload after the header, usually the caller's memory
+	buf    []byte // formatCBOR: the whole encoding, header included, owned by the Encoded; formatTensor: the metadata after the header
+	raw    []byte // raw formats: the payload after the header (and metadata), usually the caller's memory
 	format uint8
 	kind   uint8
 }
@@ -60,7 +63,7 @@ func (e Encoded) Size() int {
 	case formatCBOR:
 		return len(e.buf)
 	}
-	return headerSize + len(e.raw)
+	return headerSize + len(e.buf) + len(e.raw)
 }
 
 // WriteTo writes the encoding into dst and returns Size(). It panics if
@@ -78,7 +81,7 @@ func (e Encoded) WriteTo(dst []byte) int {
 		return 0
 	}
 	e.putHeader(dst)
-	copy(dst[headerSize:], e.raw)
+	copy(dst[headerSize+copy(dst[headerSize:], e.buf):], e.raw)
 	return n
 }
 
@@ -144,6 +147,9 @@ func Encode(v any) (Encoded, error) {
 	}
 	if e, ok := encodeNumeric(v); ok {
 		return e, nil
+	}
+	if e, ok, err := encodeTensor(v); ok {
+		return e, err
 	}
 	if buf, ok := encodeScalar(v); ok {
 		return Encoded{buf: buf, format: formatCBOR}, nil

@@ -10,6 +10,7 @@ import (
 	"github.com/fxamacker/cbor/v2"
 
 	"github.com/goray/goray/internal/codec"
+	"github.com/goray/goray/tensor"
 )
 
 // FuzzDecode feeds arbitrary bytes to Decode. Whatever the bytes, Decode must
@@ -23,6 +24,7 @@ func FuzzDecode(f *testing.F) {
 		Envelope{Kind: "k", Payload: []any{map[int]string{1: "a"}}},
 		map[string]any{"a": []any{1, "b", nil}, "m": map[string]int{"x": 1}},
 		outer{ID: 1, Items: []inner{{Tags: []string{"t"}}}, ByName: map[string][]int{"a": {1}}},
+		tensor.Zeros(tensor.Float16, 2, 3), tensor.Zeros(tensor.Int64), tensor.Zeros(tensor.Uint8, 0, 4),
 	} {
 		f.Add(mustMarshal(v))
 	}
@@ -36,6 +38,7 @@ func FuzzDecode(f *testing.F) {
 		reflect.TypeFor[outer](),
 		reflect.TypeFor[map[string]any](),
 		reflect.TypeFor[*Job](),
+		reflect.TypeFor[*tensor.Tensor](),
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, typ := range targets {
