@@ -262,15 +262,8 @@ func As[T Elem](t *Tensor) ([]T, error) {
 }
 
 // Clone returns a host tensor with its own copy of t's storage. A device
-// tensor is copied to the host (see ToHost).
-func (t *Tensor) Clone() (*Tensor, error) {
-	if t.device.IsCUDA() {
-		return toHost(t)
-	}
-	c := &Tensor{dtype: t.dtype, shape: cloneShape(t.shape), device: CPU, nbytes: t.nbytes, host: make([]byte, t.nbytes)}
-	copy(c.host, t.host)
-	return c, nil
-}
+// tensor is copied to the host (ToHost).
+func (t *Tensor) Clone() (*Tensor, error) { return toHost(t) }
 
 // Equal reports whether t and u are host tensors with the same dtype, shape
 // and bytes.
