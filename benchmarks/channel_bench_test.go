@@ -78,6 +78,9 @@ func TestNames(t *testing.T) {
 		"RayMicro/put_calls", "RayMicro/get_calls", "RayMicro/put_gigabytes",
 		"RayMicro/actor_calls_sync", "RayMicro/actor_calls_async", "RayMicro/actor_calls_concurrent",
 		"RayMicro/n_n_actor_calls_async",
+		"Memcpy/100KB", "Memcpy/16MiB",
+		"TensorTransport/cpu_comm/100KB", "TensorTransport/cpu_comm/16MiB",
+		"TensorTransport/shm/100KB", "TensorTransport/shm/16MiB",
 	}
 	for _, name := range want {
 		if !got[name] {

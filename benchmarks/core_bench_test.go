@@ -80,3 +80,9 @@ func TestRayMicroMetrics(t *testing.T) {
 // Execute+Get per op: single_actor, chain4, scatter_gather4, and
 // single_actor_pipelined (16 executions in flight: executions/s).
 func BenchmarkCompiledDAG(b *testing.B) { benchmarks.RunGroup(b, "CompiledDAG") }
+
+// BenchmarkTensorTransport: a float16 tensor of 100 KB or 16 MiB from one
+// actor to another in a compiled graph, one execution per op: cpu_comm (an
+// NCCL edge on the CPU communicator) and shm (encoded into the ring);
+// compare with BenchmarkMemcpy's sizes.
+func BenchmarkTensorTransport(b *testing.B) { benchmarks.RunGroup(b, "TensorTransport") }

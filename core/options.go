@@ -71,7 +71,8 @@ func (r ResourceOption) ResourceDemand() map[string]float64 { return r.res }
 // one CPU). A task's default is 1.
 func NumCPUs(n float64) ResourceOption { return ResourceOption{map[string]float64{"CPU": n}} }
 
-// NumGPUs sets GPUs (a fraction below one shares a GPU).
+// NumGPUs sets GPUs (a fraction below one shares a GPU). Init's default is
+// the GPUs NVML finds (package cuda): none without a driver.
 func NumGPUs(n float64) ResourceOption { return ResourceOption{map[string]float64{"GPU": n}} }
 
 // Memory sets the bytes of memory a task reserves (scheduling only).

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/goray/goray/cuda"
 	"github.com/goray/goray/internal/gcs"
 	"github.com/goray/goray/internal/ids"
 	"github.com/goray/goray/internal/raylet"
@@ -126,6 +127,11 @@ func startEmbedded(ctx context.Context, cfg initConfig) (_ *Runtime, err error) 
 func newCluster(ctx context.Context, cfg initConfig, port int, driver bool) (_ *cluster, err error) {
 	shm.CleanupStale()
 	res := map[string]float64{"CPU": float64(numCPU())}
+	if _, set := cfg.resources["GPU"]; !set {
+		if n := numGPU(); n > 0 {
+			res["GPU"] = float64(n)
+		}
+	}
 	maps.Copy(res, cfg.resources)
 	capacity, err := raylet.FromFloats(res)
 	if err != nil {
@@ -229,6 +235,16 @@ func newNodeID() []byte {
 }
 
 func numCPU() int { return runtime.NumCPU() }
+
+// numGPU counts this machine's GPUs through NVML (0 without a driver).
+// Workers that hold GPUs see them as CUDA_VISIBLE_DEVICES.
+func numGPU() int {
+	gpus, err := cuda.Discover()
+	if err != nil {
+		return 0
+	}
+	return len(gpus)
+}
 
 func (c *cluster) close() error {
 	var errs []error

@@ -1,6 +1,7 @@
 package dag
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -13,6 +14,8 @@ import (
 	"github.com/goray/goray/internal/errs"
 	"github.com/goray/goray/internal/ids"
 	"github.com/goray/goray/internal/worker"
+	"github.com/goray/goray/nccl"
+	"github.com/goray/goray/tensor"
 )
 
 // CompileOption configures Compile.
@@ -25,6 +28,7 @@ type config struct {
 	getTimeout    time.Duration
 	maxBuffered   int
 	profile       bool
+	comm          nccl.Backend // nil: the "nccl" backend
 	errs          []error
 }
 
@@ -75,6 +79,24 @@ func MaxBufferedResults(n int) CompileOption {
 	}
 }
 
+// Communicator picks the backend of the communicators the graph creates
+// for its NCCL edges and collectives (default: the "nccl" backend, over the
+// GPUs the actors hold). nccl.CPU runs the same graph on host tensors over
+// shared memory; a backend of your own must be registered (nccl.Register)
+// in every process of the binary, as Ray's custom communicators are.
+func Communicator(b nccl.Backend) CompileOption {
+	return func(c *config) {
+		if b == nil {
+			c.errs = append(c.errs, errors.New("Communicator(nil): pass a backend, e.g. nccl.CPU"))
+			return
+		}
+		if _, err := nccl.Lookup(b.Name()); err != nil {
+			c.errs = append(c.errs, fmt.Errorf("Communicator(%s): %w", b.Name(), err))
+		}
+		c.comm = b
+	}
+}
+
 // ---------------------------------------------------------------- plan
 
 // A plan is a compiled graph before any channel exists: what each actor
@@ -86,6 +108,58 @@ type plan struct {
 	attrs   []inputAttr // what Execute encodes, in this order
 	outputs []outputPlan
 	multi   bool
+	xfers   []*xferPlan // NCCL edges
+	colls   []*collPlan
+	comms   []*commPlan
+	gpus    [][]int // per actor, when the plan needed to know (Auto edges, communicators)
+}
+
+// xferPlan is a value sent over a communicator from its producer to
+// readers on other actors: its metadata through ring, its data by
+// Send/Recv.
+type xferPlan struct {
+	label    string
+	producer int
+	node     *MethodNode // the producer's call
+	index    int         // which result
+	src      int         // the producer's local slot holding the value
+	ring     int         // the metadata ring
+	readers  []int       // actors
+	dst      []int       // per reader: its local slot for the received tensor
+	comm     int
+}
+
+// collPlan is a collective: participant i is actor actors[i], rank i of
+// comm, reading local in[i] and writing local out[i].
+type collPlan struct {
+	kind    collKind
+	op      nccl.ReduceOp
+	node    *CollectiveNode
+	actors  []int
+	in, out []int
+	comm    int
+}
+
+// commPlan is a communicator: rank i is actor actors[i].
+type commPlan struct {
+	actors []int
+}
+
+func (c *commPlan) rank(actor int) int { return slices.Index(c.actors, actor) }
+
+// stepKind is what one step of an actor's schedule does.
+type stepKind int
+
+const (
+	stepCompute    stepKind = iota // run ops[index]
+	stepSend                       // xfers[index]: write metadata, send the data
+	stepRecv                       // xfers[index]: read metadata, receive the data
+	stepCollective                 // colls[index]
+)
+
+type stepPlan struct {
+	kind  stepKind
+	index int
 }
 
 type inputAttr struct {
@@ -116,11 +190,13 @@ type ringPlan struct {
 func (r *ringPlan) readerIndex(actor int) int { return slices.Index(r.readers, actor) }
 
 type actorPlan struct {
-	h     *actor.Handle
-	id    ids.ActorID
-	class *worker.Class
-	label string
-	ops   []*opPlan
+	h      *actor.Handle
+	id     ids.ActorID
+	class  *worker.Class
+	label  string
+	ops    []*opPlan
+	steps  []stepPlan // the schedule: ops, sends, receives and collectives in order
+	locals int        // local value slots per execution
 }
 
 type opPlan struct {
@@ -196,6 +272,10 @@ func describe(n Node) string {
 		return fmt.Sprintf("Bind(%s, %q).Output(%d)", handleLabel(n.m.h), n.m.method, n.index)
 	case *MultiOutputNode:
 		return "MultiOutput"
+	case *CollectiveNode:
+		return fmt.Sprintf("%s(%d tensors)", n.kind, len(n.inputs))
+	case *CollectiveOutputNode:
+		return fmt.Sprintf("%s(%d tensors).Output(%d)", n.c.kind, len(n.c.inputs), n.index)
 	}
 	return fmt.Sprintf("%T", n)
 }
@@ -208,8 +288,14 @@ func handleLabel(h *actor.Handle) string {
 	return h.Class() + "(" + id[:8] + ")"
 }
 
+// gpuInfo tells the planner which GPUs an actor holds (nil: none). Compile
+// asks the actors; tests pass a table.
+type gpuInfo func(h *actor.Handle) ([]int, error)
+
+var tensorPtrType = reflect.TypeFor[*tensor.Tensor]()
+
 // buildPlan checks the graph that ends in out and plans it.
-func buildPlan(out Node) (*plan, error) {
+func buildPlan(out Node, gpus gpuInfo) (*plan, error) {
 	if out == nil {
 		return nil, compileError("the output node is nil")
 	}
@@ -231,6 +317,9 @@ func buildPlan(out Node) (*plan, error) {
 		if o == nil {
 			return nil, compileError("MultiOutput has a nil node")
 		}
+		if _, ok := o.(*CollectiveOutputNode); ok {
+			return nil, compileError("the output %s is a collective's result, which stays on its actor: bind a method of that actor to it and output that", describe(o))
+		}
 		if _, _, ok := methodOf(o); !ok {
 			return nil, compileError("the output %s is not a method call's result: bind a method to it", describe(o))
 		}
@@ -239,38 +328,54 @@ func buildPlan(out Node) (*plan, error) {
 		}
 	}
 
-	// The method calls the outputs need, in bind order (a topological
-	// order: a node's arguments exist before it).
+	// The method calls and collectives the outputs need, in bind order (a
+	// topological order: a node's arguments exist before it).
 	used := map[*MethodNode]bool{}
+	usedColl := map[*CollectiveNode]bool{}
 	attrsUsed := map[*InputAttrNode]bool{}
 	wholeUsed := false
 	var visit func(n Node) error
-	visit = func(n Node) error {
-		m, _, ok := methodOf(n)
-		if !ok {
-			switch n := n.(type) {
-			case *InputNode:
-				wholeUsed = true
-			case *InputAttrNode:
-				attrsUsed[n] = true
+	visitArgs := func(from Node, args []Node) error {
+		for _, an := range args {
+			if an == nil {
+				continue
 			}
-			return nil
-		}
-		if used[m] {
-			return nil
-		}
-		used[m] = true
-		for _, a := range m.args {
-			if an, ok := a.(Node); ok && an != nil {
-				if an.base().g != g {
-					return compileError("%s takes %s, which belongs to another graph (another Input())", describe(m), describe(an))
-				}
-				if err := visit(an); err != nil {
-					return err
-				}
+			if an.base().g != g {
+				return compileError("%s takes %s, which belongs to another graph (another Input())", describe(from), describe(an))
+			}
+			if err := visit(an); err != nil {
+				return err
 			}
 		}
 		return nil
+	}
+	visit = func(n Node) error {
+		switch n := n.(type) {
+		case *InputNode:
+			wholeUsed = true
+			return nil
+		case *InputAttrNode:
+			attrsUsed[n] = true
+			return nil
+		case *CollectiveOutputNode:
+			if usedColl[n.c] {
+				return nil
+			}
+			usedColl[n.c] = true
+			return visitArgs(n.c, n.c.inputs)
+		}
+		m, _, ok := methodOf(n)
+		if !ok || used[m] {
+			return nil
+		}
+		used[m] = true
+		var args []Node
+		for _, a := range m.args {
+			if an, ok := a.(Node); ok {
+				args = append(args, an)
+			}
+		}
+		return visitArgs(m, args)
 	}
 	for _, o := range outs {
 		if err := visit(o); err != nil {
@@ -282,6 +387,7 @@ func buildPlan(out Node) (*plan, error) {
 	g.mu.Unlock()
 	var leaves []string
 	var calls []*MethodNode
+	var order []Node // used calls and collectives, in bind order
 	for _, n := range nodes {
 		switch n := n.(type) {
 		case *MethodNode:
@@ -289,10 +395,17 @@ func buildPlan(out Node) (*plan, error) {
 				leaves = append(leaves, describe(n))
 			} else {
 				calls = append(calls, n)
+				order = append(order, n)
 			}
 		case *OutputNode:
 			if !used[n.m] {
 				leaves = append(leaves, describe(n))
+			}
+		case *CollectiveNode:
+			if !usedColl[n] {
+				leaves = append(leaves, describe(n))
+			} else {
+				order = append(order, n)
 			}
 		}
 	}
@@ -361,8 +474,8 @@ func buildPlan(out Node) (*plan, error) {
 		if m.h == nil {
 			return nil, compileError("%s: nil actor handle", describe(m))
 		}
-		if m.transport == NCCL {
-			return nil, compileError("%s: the NCCL transport is not built yet: use dag.Auto or dag.SharedMemory", describe(m))
+		if m.transport < Auto || m.transport > NCCL {
+			return nil, compileError("%s: unknown transport %v: use dag.Auto, dag.SharedMemory or dag.NCCL", describe(m), m.transport)
 		}
 		id, class, _, err := bridge.HandleInfo(m.h)
 		if err != nil {
@@ -389,29 +502,68 @@ func buildPlan(out Node) (*plan, error) {
 		actorOf[m] = ai
 		p.actors[ai].ops = append(p.actors[ai].ops, op)
 	}
+	if gpus != nil {
+		p.gpus = make([][]int, len(p.actors))
+	}
+	gpusOf := func(ai int) ([]int, error) {
+		if gpus == nil {
+			return nil, nil
+		}
+		if p.gpus[ai] == nil {
+			ids, err := gpus(p.actors[ai].h)
+			if err != nil {
+				return nil, fmt.Errorf("dag: compile: ask %s for its GPUs: %w", p.actors[ai].label, err)
+			}
+			p.gpus[ai] = append([]int{}, ids...)
+		}
+		return p.gpus[ai], nil
+	}
 
 	// Every call depends on the input, directly or through others.
 	dependsOnInput := map[*MethodNode]bool{}
-	for _, m := range calls {
-		for _, a := range m.args {
-			switch an := a.(type) {
-			case *InputNode, *InputAttrNode:
-				dependsOnInput[m] = true
-			case Node:
-				if pm, _, ok := methodOf(an); ok && dependsOnInput[pm] {
-					dependsOnInput[m] = true
+	collDepends := map[*CollectiveNode]bool{}
+	for _, n := range order {
+		switch n := n.(type) {
+		case *CollectiveNode:
+			for _, in := range n.inputs {
+				if pm, _, ok := methodOf(in); ok && dependsOnInput[pm] {
+					collDepends[n] = true
+				}
+				if co, ok := in.(*CollectiveOutputNode); ok && collDepends[co.c] {
+					collDepends[n] = true
 				}
 			}
-		}
-		if !dependsOnInput[m] {
-			return nil, compileError("%s does not depend on the Input(): every call must take the input or another call's result", describe(m))
+		case *MethodNode:
+			for _, a := range n.args {
+				switch an := a.(type) {
+				case *InputNode, *InputAttrNode:
+					dependsOnInput[n] = true
+				case *CollectiveOutputNode:
+					if collDepends[an.c] {
+						dependsOnInput[n] = true
+					}
+				case Node:
+					if pm, _, ok := methodOf(an); ok && dependsOnInput[pm] {
+						dependsOnInput[n] = true
+					}
+				}
+			}
+			if !dependsOnInput[n] {
+				return nil, compileError("%s does not depend on the Input(): every call must take the input or another call's result", describe(n))
+			}
 		}
 	}
 
-	// Arguments, values and rings.
+	// Arguments, values, rings, NCCL transfers and collectives.
 	ringOf := map[valueKey]int{}
 	localOf := map[valueKey]int{}
-	locals := make([]int, len(p.actors))
+	xferOf := map[valueKey]*xferPlan{}
+	collOf := map[*CollectiveNode]*collPlan{}
+	newLocal := func(ai int) int {
+		l := p.actors[ai].locals
+		p.actors[ai].locals++
+		return l
+	}
 	valueRing := func(k valueKey, producer int) int {
 		if r, ok := ringOf[k]; ok {
 			return r
@@ -428,7 +580,51 @@ func buildPlan(out Node) (*plan, error) {
 			p.rings[r].readers = append(p.rings[r].readers, reader)
 		}
 	}
-	for _, m := range calls {
+	// producerLocal is the producer's local slot for a call's result.
+	producerLocal := func(k valueKey) int {
+		op := opOf[k.node]
+		if op.outs[k.index].local < 0 {
+			l, ok := localOf[k]
+			if !ok {
+				l = newLocal(actorOf[k.node])
+				localOf[k] = l
+			}
+			op.outs[k.index].local = l
+		}
+		return op.outs[k.index].local
+	}
+	// useNCCL resolves the transport of a value read by another actor.
+	useNCCL := func(k valueKey, producer, reader int) (bool, error) {
+		switch k.node.transport {
+		case NCCL:
+			return true, nil
+		case SharedMemory:
+			return false, nil
+		}
+		if opOf[k.node].fn.Out[k.index] != tensorPtrType || gpus == nil {
+			return false, nil
+		}
+		gp, err := gpusOf(producer)
+		if err != nil {
+			return false, err
+		}
+		gr, err := gpusOf(reader)
+		if err != nil {
+			return false, err
+		}
+		return len(gp) > 0 && len(gr) > 0 && !slices.Equal(gp, gr), nil
+	}
+	for _, n := range order {
+		if c, ok := n.(*CollectiveNode); ok {
+			cp, err := planCollective(p, c, actorOf, opOf, collOf, producerLocal, newLocal)
+			if err != nil {
+				return nil, err
+			}
+			collOf[c] = cp
+			p.colls = append(p.colls, cp)
+			continue
+		}
+		m := n.(*MethodNode)
 		op, ai := opOf[m], actorOf[m]
 		op.outs = make([]outPlan, max(1, len(op.fn.Out)))
 		for i := range op.outs {
@@ -445,6 +641,20 @@ func buildPlan(out Node) (*plan, error) {
 				op.args = append(op.args, argPlan{kind: argInput, ring: 0, attr: attrIndex[an], typ: pt})
 			case *MultiOutputNode:
 				return nil, compileError("%s argument %d: a MultiOutput can only be the graph's output", describe(m), i+1)
+			case *CollectiveNode:
+				return nil, compileError("%s argument %d: %s has one result per participant: pass its Output(i)", describe(m), i+1, describe(an))
+			case *CollectiveOutputNode:
+				cp := collOf[an.c]
+				if an.index < 0 || an.index >= len(cp.actors) {
+					return nil, compileError("%s argument %d: %s has %d participants", describe(m), i+1, describe(an.c), len(cp.actors))
+				}
+				if owner := cp.actors[an.index]; owner != ai {
+					return nil, compileError("%s argument %d: %s stays on actor %s: bind a method of that actor to it", describe(m), i+1, describe(an), p.actors[owner].label)
+				}
+				if !tensorPtrType.AssignableTo(pt) {
+					return nil, compileError("%s argument %d: %s gives *tensor.Tensor, the parameter is %v", describe(m), i+1, describe(an), pt)
+				}
+				op.args = append(op.args, argPlan{kind: argLocal, local: cp.out[an.index], typ: pt})
 			case Node:
 				pm, idx, _ := methodOf(an)
 				pop := opOf[pm]
@@ -455,21 +665,41 @@ func buildPlan(out Node) (*plan, error) {
 					return nil, compileError("%s argument %d: %s gives %v, the parameter is %v", describe(m), i+1, describe(an), rt, pt)
 				}
 				k := valueKey{pm, idx}
-				if actorOf[pm] == ai {
-					l, ok := localOf[k]
-					if !ok {
-						l = locals[ai]
-						locals[ai]++
-						localOf[k] = l
-						pop.outs[idx].local = l
-					}
-					op.args = append(op.args, argPlan{kind: argLocal, local: l, typ: pt})
-				} else {
-					r := valueRing(k, actorOf[pm])
-					pop.outs[idx].ring = r
-					addReader(r, ai)
-					op.args = append(op.args, argPlan{kind: argRing, ring: r, typ: pt})
+				pa := actorOf[pm]
+				if pa == ai {
+					op.args = append(op.args, argPlan{kind: argLocal, local: producerLocal(k), typ: pt})
+					continue
 				}
+				nc, err := useNCCL(k, pa, ai)
+				if err != nil {
+					return nil, err
+				}
+				if nc {
+					if pop.fn.Out[idx] != tensorPtrType {
+						return nil, compileError("%s argument %d: an NCCL edge carries a *tensor.Tensor, but %s gives %v: return a *tensor.Tensor, or use dag.SharedMemory", describe(m), i+1, describe(an), pop.fn.Out[idx])
+					}
+					x := xferOf[k]
+					if x == nil {
+						r := len(p.rings)
+						p.rings = append(p.rings, &ringPlan{label: fmt.Sprintf("%s.%s#%d nccl", p.actors[pa].label, pm.method, idx), writer: pa, typ: tensorPtrType})
+						x = &xferPlan{label: p.rings[r].label, producer: pa, node: pm, index: idx, src: producerLocal(k), ring: r}
+						xferOf[k] = x
+						p.xfers = append(p.xfers, x)
+					}
+					j := slices.Index(x.readers, ai)
+					if j < 0 {
+						j = len(x.readers)
+						x.readers = append(x.readers, ai)
+						x.dst = append(x.dst, newLocal(ai))
+						addReader(x.ring, ai)
+					}
+					op.args = append(op.args, argPlan{kind: argLocal, local: x.dst[j], typ: pt})
+					continue
+				}
+				r := valueRing(k, pa)
+				pop.outs[idx].ring = r
+				addReader(r, ai)
+				op.args = append(op.args, argPlan{kind: argRing, ring: r, typ: pt})
 			default:
 				if err := checkConstant(a, pt); err != nil {
 					return nil, compileError("%s argument %d: %v", describe(m), i+1, err)
@@ -478,15 +708,15 @@ func buildPlan(out Node) (*plan, error) {
 			}
 		}
 	}
-	for ai, ap := range p.actors {
-		ap.ops[0].locals = locals[ai]
-	}
 	// The driver reads the outputs.
 	for _, o := range outs {
 		m, idx, _ := methodOf(o)
 		op := opOf[m]
 		if idx >= max(1, len(op.fn.Out)) {
 			return nil, compileError("the output %s: %s has %d results", describe(o), op.fn.Name, len(op.fn.Out))
+		}
+		if m.transport == NCCL {
+			return nil, compileError("the output %s is on an NCCL edge, but the driver holds no rank: use dag.Auto or dag.SharedMemory for it, or bind a method that copies it to the host", describe(o))
 		}
 		r := valueRing(valueKey{m, idx}, actorOf[m])
 		op.outs[idx].ring = r
@@ -500,7 +730,148 @@ func buildPlan(out Node) (*plan, error) {
 	if len(p.rings[0].readers) == 0 {
 		return nil, compileError("no call reads the Input()")
 	}
+	for _, ap := range p.actors {
+		ap.ops[0].locals = ap.locals
+	}
+	if err := planComms(p, gpusOf); err != nil {
+		return nil, err
+	}
+	schedule(p, order, actorOf, opOf)
 	return p, nil
+}
+
+// planCollective checks a collective and gives each participant its input
+// and output slots.
+func planCollective(p *plan, c *CollectiveNode, actorOf map[*MethodNode]int, opOf map[*MethodNode]*opPlan,
+	collOf map[*CollectiveNode]*collPlan, producerLocal func(valueKey) int, newLocal func(int) int) (*collPlan, error) {
+	if len(c.inputs) == 0 {
+		return nil, compileError("%s of no tensors", describe(c))
+	}
+	if c.op < nccl.Sum || c.op > nccl.Avg {
+		return nil, compileError("%s: unknown reduction %v", describe(c), c.op)
+	}
+	cp := &collPlan{kind: c.kind, op: c.op, node: c}
+	for i, in := range c.inputs {
+		var ai, slot int
+		switch n := in.(type) {
+		case nil:
+			return nil, compileError("%s input %d is nil", describe(c), i)
+		case *CollectiveOutputNode:
+			prev := collOf[n.c]
+			if prev == nil || n.index < 0 || n.index >= len(prev.actors) {
+				return nil, compileError("%s input %d: %s is not a result of an earlier collective", describe(c), i, describe(n))
+			}
+			ai, slot = prev.actors[n.index], prev.out[n.index]
+		default:
+			m, idx, ok := methodOf(in)
+			if !ok {
+				return nil, compileError("%s input %d is %s: a collective's inputs are method results on different actors", describe(c), i, describe(in))
+			}
+			op := opOf[m]
+			if idx >= len(op.fn.Out) || op.fn.Out[idx] != tensorPtrType {
+				return nil, compileError("%s input %d: %s does not give a *tensor.Tensor (%s)", describe(c), i, describe(in), op.fn.Signature())
+			}
+			ai, slot = actorOf[m], producerLocal(valueKey{m, idx})
+		}
+		if j := slices.Index(cp.actors, ai); j >= 0 {
+			return nil, compileError("%s: inputs %d and %d are both on actor %s: each input of a collective comes from a different actor", describe(c), j, i, p.actors[ai].label)
+		}
+		cp.actors = append(cp.actors, ai)
+		cp.in = append(cp.in, slot)
+		cp.out = append(cp.out, newLocal(ai))
+	}
+	return cp, nil
+}
+
+// planComms creates one communicator for the graph's NCCL edges (its ranks
+// in actor order) and one per distinct ordered set of collective
+// participants (their ranks in input order), sharing when the two agree.
+func planComms(p *plan, gpusOf func(int) ([]int, error)) error {
+	key := func(actors []int) string { return fmt.Sprint(actors) }
+	byKey := map[string]int{}
+	comm := func(actors []int) int {
+		k := key(actors)
+		if i, ok := byKey[k]; ok {
+			return i
+		}
+		byKey[k] = len(p.comms)
+		p.comms = append(p.comms, &commPlan{actors: actors})
+		return len(p.comms) - 1
+	}
+	if len(p.xfers) > 0 {
+		var members []int
+		for _, x := range p.xfers {
+			for _, a := range append([]int{x.producer}, x.readers...) {
+				if !slices.Contains(members, a) {
+					members = append(members, a)
+				}
+			}
+		}
+		slices.Sort(members)
+		ci := comm(members)
+		for _, x := range p.xfers {
+			x.comm = ci
+		}
+	}
+	for _, c := range p.colls {
+		c.comm = comm(c.actors)
+	}
+	for _, c := range p.comms {
+		for _, a := range c.actors {
+			if _, err := gpusOf(a); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// schedule fixes each actor's steps. All steps of all actors are put in
+// one global order, the bind order of the calls and collectives, with each
+// NCCL transfer right after the call that makes its value; each actor runs
+// its own steps in that order. Then no schedule can deadlock: take the
+// first step in the global order that has not finished. Every step before
+// it has, so if it is a call its inputs are there and its actor is at it;
+// if it is a transfer or a collective, every participant has finished all
+// its earlier steps and so is at this one, and a step that has all its
+// participants completes. Executions repeat the order, and a later
+// execution's steps come after an earlier one's.
+func schedule(p *plan, order []Node, actorOf map[*MethodNode]int, opOf map[*MethodNode]*opPlan) {
+	for _, a := range p.actors {
+		a.steps = a.steps[:0]
+	}
+	xfersOf := map[*MethodNode][]int{}
+	for i, x := range p.xfers {
+		xfersOf[x.node] = append(xfersOf[x.node], i)
+	}
+	for m, xs := range xfersOf {
+		slices.SortStableFunc(xs, func(a, b int) int { return p.xfers[a].index - p.xfers[b].index })
+		xfersOf[m] = xs
+	}
+	collIdx := map[*CollectiveNode]int{}
+	for i, c := range p.colls {
+		collIdx[c.node] = i
+	}
+	for _, n := range order {
+		switch n := n.(type) {
+		case *MethodNode:
+			ai := actorOf[n]
+			a := p.actors[ai]
+			a.steps = append(a.steps, stepPlan{kind: stepCompute, index: slices.Index(a.ops, opOf[n])})
+			for _, xi := range xfersOf[n] {
+				x := p.xfers[xi]
+				p.actors[x.producer].steps = append(p.actors[x.producer].steps, stepPlan{kind: stepSend, index: xi})
+				for _, r := range x.readers {
+					p.actors[r].steps = append(p.actors[r].steps, stepPlan{kind: stepRecv, index: xi})
+				}
+			}
+		case *CollectiveNode:
+			ci := collIdx[n]
+			for _, a := range p.colls[ci].actors {
+				p.actors[a].steps = append(p.actors[a].steps, stepPlan{kind: stepCollective, index: ci})
+			}
+		}
+	}
 }
 
 // checkConstant rejects a Node hidden inside a constant, and a constant

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/goray/goray/actor"
 	"github.com/goray/goray/channel"
 	"github.com/goray/goray/core"
 	"github.com/goray/goray/internal/bridge"
@@ -19,6 +21,7 @@ import (
 	"github.com/goray/goray/internal/errs"
 	"github.com/goray/goray/internal/ids"
 	"github.com/goray/goray/internal/worker"
+	"github.com/goray/goray/nccl"
 	"github.com/goray/goray/tensor"
 )
 
@@ -91,9 +94,18 @@ func Compile(ctx context.Context, out Node, opts ...CompileOption) (*CompiledDAG
 	if err := errors.Join(cfg.errs...); err != nil {
 		return nil, fmt.Errorf("dag: compile: %w: %w", errs.ErrBadArgument, err)
 	}
-	p, err := buildPlan(out)
+	p, err := buildPlan(out, func(h *actor.Handle) ([]int, error) {
+		ref := bridge.SystemCall(h, bridge.FuncOf(gpusOf), []any{true}).([]*core.ObjectRef)[0]
+		defer core.Free(ref)
+		return core.Get[[]int](ctx, ref)
+	})
 	if err != nil {
 		return nil, err
+	}
+	if len(p.comms) > 0 && cfg.comm == nil {
+		if cfg.comm, err = nccl.Lookup("nccl"); err != nil {
+			return nil, fmt.Errorf("dag: compile: %w", err)
+		}
 	}
 	_, _, rtAny, err := bridge.HandleInfo(p.actors[0].h)
 	if err != nil {
@@ -155,9 +167,13 @@ func (g *CompiledDAG) setup(ctx context.Context) error {
 	g.partial = make([]any, len(g.outs))
 	g.have = make([]bool, len(g.outs))
 
+	ids, err := g.commIDs(ctx)
+	if err != nil {
+		return err
+	}
 	refs := make([]*core.ObjectRef, len(g.p.actors))
 	for ai, a := range g.p.actors {
-		spec, err := g.loopSpec(ai)
+		spec, err := g.loopSpec(ai, ids)
 		if err != nil {
 			return err
 		}
@@ -171,9 +187,27 @@ func (g *CompiledDAG) setup(ctx context.Context) error {
 	return nil
 }
 
-func (g *CompiledDAG) loopSpec(ai int) (loopSpec, error) {
+// commIDs asks each communicator's first rank for a unique ID.
+func (g *CompiledDAG) commIDs(ctx context.Context) ([][]byte, error) {
+	refs := make([]*core.ObjectRef, len(g.p.comms))
+	for i, c := range g.p.comms {
+		refs[i] = bridge.SystemCall(g.p.actors[c.actors[0]].h, bridge.FuncOf(commID), []any{g.cfg.comm.Name()}).([]*core.ObjectRef)[0]
+	}
+	ids := make([][]byte, len(refs))
+	for i, r := range refs {
+		id, err := core.Get[[]byte](ctx, r)
+		core.Free(r)
+		if err != nil {
+			return nil, fmt.Errorf("dag: compile: make communicator %d's unique ID in actor %s: %w", i, g.p.actors[g.p.comms[i].actors[0]].label, err)
+		}
+		ids[i] = id
+	}
+	return ids, nil
+}
+
+func (g *CompiledDAG) loopSpec(ai int, commIDs [][]byte) (loopSpec, error) {
 	a := g.p.actors[ai]
-	spec := loopSpec{Graph: g.id, Locals: a.ops[0].locals, Profile: g.cfg.profile}
+	spec := loopSpec{Graph: g.id, Locals: a.locals, Profile: g.cfg.profile}
 	readIdx := map[int]int{}
 	writeIdx := map[int]int{}
 	read := func(r int) int {
@@ -183,6 +217,15 @@ func (g *CompiledDAG) loopSpec(ai int) (loopSpec, error) {
 		i := len(spec.Reads)
 		readIdx[r] = i
 		spec.Reads = append(spec.Reads, ringRef{Name: g.ring[r].Name(), Reader: g.p.rings[r].readerIndex(ai)})
+		return i
+	}
+	write := func(r int) int {
+		i, ok := writeIdx[r]
+		if !ok {
+			i = len(spec.Writes)
+			writeIdx[r] = i
+			spec.Writes = append(spec.Writes, g.ring[r].Name())
+		}
 		return i
 	}
 	for _, op := range a.ops {
@@ -208,17 +251,49 @@ func (g *CompiledDAG) loopSpec(ai int) (loopSpec, error) {
 		for _, o := range op.outs {
 			w := -1
 			if o.ring >= 0 {
-				i, ok := writeIdx[o.ring]
-				if !ok {
-					i = len(spec.Writes)
-					writeIdx[o.ring] = i
-					spec.Writes = append(spec.Writes, g.ring[o.ring].Name())
-				}
-				w = i
+				w = write(o.ring)
 			}
 			os.Outs = append(os.Outs, outSpec{Write: w, Local: o.local})
 		}
 		spec.Ops = append(spec.Ops, os)
+	}
+	commIdx := map[int]int{}
+	comm := func(c int) int {
+		if i, ok := commIdx[c]; ok {
+			return i
+		}
+		cp := g.p.comms[c]
+		dev := -1
+		if g.p.gpus != nil && len(g.p.gpus[ai]) > 0 {
+			dev = 0 // CUDA_VISIBLE_DEVICES holds the actor's GPUs
+		}
+		commIdx[c] = len(spec.Comms)
+		spec.Comms = append(spec.Comms, commSpec{Backend: g.cfg.comm.Name(), ID: commIDs[c], Rank: cp.rank(ai), Size: len(cp.actors), Device: dev})
+		return commIdx[c]
+	}
+	for _, st := range a.steps {
+		ss := stepSpec{Kind: int(st.kind), Index: st.index}
+		switch st.kind {
+		case stepSend:
+			x := g.p.xfers[st.index]
+			s := sendSpec{Name: x.label, Local: x.src, Write: write(x.ring), Comm: comm(x.comm)}
+			for _, r := range x.readers {
+				s.Peers = append(s.Peers, g.p.comms[x.comm].rank(r))
+			}
+			ss.Index = len(spec.Sends)
+			spec.Sends = append(spec.Sends, s)
+		case stepRecv:
+			x := g.p.xfers[st.index]
+			j := slices.Index(x.readers, ai)
+			ss.Index = len(spec.Recvs)
+			spec.Recvs = append(spec.Recvs, recvSpec{Name: x.label, Read: read(x.ring), Local: x.dst[j], Comm: comm(x.comm), Peer: g.p.comms[x.comm].rank(x.producer)})
+		case stepCollective:
+			c := g.p.colls[st.index]
+			j := slices.Index(c.actors, ai)
+			ss.Index = len(spec.Colls)
+			spec.Colls = append(spec.Colls, collSpec{Name: describe(c.node), Kind: int(c.kind), Op: int(c.op), Comm: comm(c.comm), In: c.in[j], Out: c.out[j]})
+		}
+		spec.Steps = append(spec.Steps, ss)
 	}
 	return spec, nil
 }

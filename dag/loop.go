@@ -17,6 +17,8 @@ import (
 	"github.com/goray/goray/internal/errs"
 	"github.com/goray/goray/internal/rpc"
 	"github.com/goray/goray/internal/worker"
+	"github.com/goray/goray/nccl"
+	"github.com/goray/goray/tensor"
 )
 
 // The execution loop: what an actor runs for a compiled graph. package dag
@@ -32,8 +34,9 @@ import (
 // Messages on a graph's rings: a tag byte, then the value's codec
 // encoding, a protobuf ErrorInfo, or (the input) the encoded attributes.
 const (
-	tagValue byte = 0
-	tagError byte = 1
+	tagValue  byte = 0
+	tagError  byte = 1
+	tagTensor byte = 2 // an NCCL edge's metadata (tensor.AppendMeta); the data follows through the communicator
 )
 
 // loopSpec is an actor's part of a compiled graph, as sent to it.
@@ -44,6 +47,54 @@ type loopSpec struct {
 	Writes  []string  // rings the actor writes
 	Ops     []opSpec
 	Locals  int
+	Steps   []stepSpec // the schedule; empty: the ops in order
+	Comms   []commSpec
+	Sends   []sendSpec
+	Recvs   []recvSpec
+	Colls   []collSpec
+}
+
+type stepSpec struct {
+	Kind  int // stepKind
+	Index int // into Ops, Sends, Recvs or Colls
+}
+
+// commSpec is this actor's rank of one communicator.
+type commSpec struct {
+	Backend string
+	ID      []byte
+	Rank    int
+	Size    int
+	Device  int // the GPU (as this process numbers them), or -1
+}
+
+// sendSpec sends a local value to other ranks: its metadata through
+// Writes[Write], its data through Comms[Comm].
+type sendSpec struct {
+	Name  string
+	Local int
+	Write int
+	Comm  int
+	Peers []int
+}
+
+// recvSpec receives a tensor from rank Peer into a local slot.
+type recvSpec struct {
+	Name  string
+	Read  int
+	Local int
+	Comm  int
+	Peer  int
+}
+
+// collSpec runs a collective over Comms[Comm] from local In to local Out.
+type collSpec struct {
+	Name string
+	Kind int // collKind
+	Op   int // nccl.ReduceOp
+	Comm int
+	In   int
+	Out  int
 }
 
 type ringRef struct {
@@ -74,6 +125,8 @@ var (
 	startLoop = core.Register("goray.dag.start", startLoopFn)
 	stopLoop  = core.Register("goray.dag.stop", stopLoopFn)
 	events    = core.Register("goray.dag.events", eventsFn)
+	gpusOf    = core.Register("goray.dag.gpus", gpusFn)
+	commID    = core.Register("goray.dag.commid", commIDFn)
 
 	loopsMu sync.Mutex
 	loops   = map[string]*loopHandle{} // graph ID → the loop this process runs for it
@@ -121,6 +174,10 @@ func startLoopFn(ctx context.Context, spec loopSpec) (bool, error) {
 		}
 		ops[i] = r
 	}
+	comms, err := initComms(ctx, spec.Comms)
+	if err != nil {
+		return false, err
+	}
 	var rings []*channel.Ring
 	readers := make([]*channel.RingReader, len(spec.Reads))
 	writers := make([]*channel.RingWriter, len(spec.Writes))
@@ -137,6 +194,9 @@ func startLoopFn(ctx context.Context, spec loopSpec) (bool, error) {
 		}
 		for _, r := range rings {
 			r.Close()
+		}
+		for _, c := range comms {
+			c.Close()
 		}
 	}
 	for i, rr := range spec.Reads {
@@ -183,8 +243,12 @@ func startLoopFn(ctx context.Context, spec loopSpec) (bool, error) {
 	go func() {
 		defer close(h.done)
 		defer closeAll()
-		l := &loop{ha: ha, ops: ops, readers: readers, writers: writers, locals: spec.Locals, graph: spec.Graph, prof: h.prof}
-		l.run(lctx, mctx)
+		l := &loop{ha: ha, ops: ops, readers: readers, writers: writers, graph: spec.Graph, prof: h.prof, spec: &spec, comms: comms}
+		if l.run(lctx, mctx) {
+			// Closing a ring end closes the ring: keep the error just
+			// written readable until the graph is torn down.
+			<-lctx.Done()
+		}
 	}()
 	return true, nil
 }
@@ -249,9 +313,20 @@ type loop struct {
 	ops     []resolvedOp
 	readers []*channel.RingReader
 	writers []*channel.RingWriter
-	locals  int
 	graph   string
 	prof    *profile // nil unless the graph was compiled with Profiling
+	spec    *loopSpec
+	comms   []nccl.Communicator
+
+	// Per execution.
+	msgs      []channel.Message
+	got       []bool
+	attrs     [][][]byte
+	frameBufs [][][]byte
+	locals    []value
+	owned     []*tensor.Tensor // device tensors this execution allocated: freed when it ends
+	enc       []byte
+	flags     []*tensor.Tensor // per communicator: the collectives' agreement flag
 }
 
 type value struct {
@@ -259,179 +334,232 @@ type value struct {
 	err *rpc.ErrorInfo
 }
 
-func (l *loop) run(ctx, mctx context.Context) {
-	msgs := make([]channel.Message, len(l.readers))
-	got := make([]bool, len(l.readers))
-	attrs := make([][][]byte, len(l.readers))
-	frameBufs := make([][][]byte, len(l.readers))
-	locals := make([]value, l.locals)
-	var enc []byte
+// run runs executions until the graph stops; it reports whether it ended
+// on a failure it told its readers about.
+func (l *loop) run(ctx, mctx context.Context) (failed bool) {
+	l.msgs = make([]channel.Message, len(l.readers))
+	l.got = make([]bool, len(l.readers))
+	l.attrs = make([][][]byte, len(l.readers))
+	l.frameBufs = make([][][]byte, len(l.readers))
+	l.locals = make([]value, l.spec.Locals)
+	l.flags = make([]*tensor.Tensor, len(l.comms))
 	mctxV := reflect.ValueOf(mctx)
 	for i := range l.ops {
 		op := &l.ops[i]
 		op.in = make([]reflect.Value, 2+len(op.spec.Args))
 		op.in[0], op.in[1] = l.ha.Instance(), mctxV
 	}
-	var t0 time.Time
-	for exec := uint64(0); ; exec++ {
-		clear(got)
-		clear(attrs)
-		clear(locals)
+	steps := l.spec.Steps
+	if len(steps) == 0 {
 		for i := range l.ops {
-			op := &l.ops[i]
-			args := op.in[2:]
-			var failed *rpc.ErrorInfo
-			if l.prof != nil {
-				t0 = time.Now()
+			steps = append(steps, stepSpec{Kind: int(stepCompute), Index: i})
+		}
+	}
+	defer l.closeComms()
+	defer l.freeOwned()
+	for exec := uint64(0); ; exec++ {
+		clear(l.got)
+		clear(l.attrs)
+		clear(l.locals)
+		for _, st := range steps {
+			var err error
+			switch stepKind(st.Kind) {
+			case stepCompute:
+				err = l.compute(ctx, mctx, exec, &l.ops[st.Index])
+			case stepSend:
+				err = l.send(ctx, exec, &l.spec.Sends[st.Index])
+			case stepRecv:
+				err = l.recv(ctx, exec, &l.spec.Recvs[st.Index])
+			case stepCollective:
+				err = l.collective(ctx, exec, &l.spec.Colls[st.Index])
 			}
-			for j, a := range op.spec.Args {
-				if failed != nil {
-					// The call is skipped, but each of its rings must still
-					// be read once for this execution, or they would fall a
-					// message behind the others.
-					if k := argKind(a.Kind); (k == argRing || k == argInput) && !got[a.Read] {
-						m, err := l.readers[a.Read].Read(ctx)
-						if err != nil {
-							l.fail(ctx, err)
-							return
-						}
-						msgs[a.Read], got[a.Read] = m, true
-					}
-					continue
+			if err != nil {
+				l.release()
+				if errors.Is(err, errStopped) {
+					return false
 				}
-				switch argKind(a.Kind) {
-				case argConst:
-					args[j] = op.consts[j]
-				case argLocal:
-					lv := locals[a.Local]
-					if lv.err != nil {
-						failed = lv.err
-					} else {
-						args[j] = lv.v
-					}
-				case argRing, argInput:
-					if !got[a.Read] {
-						m, err := l.readers[a.Read].Read(ctx)
-						if err != nil {
-							l.fail(ctx, err)
-							return
-						}
-						msgs[a.Read], got[a.Read] = m, true
-					}
-					data := msgs[a.Read].Data
-					if len(data) == 0 {
-						failed = sysError(rpc.ErrorKind_ERROR_SYSTEM, "an empty message on a graph channel")
-						break
-					}
-					if data[0] == tagError {
-						failed = decodeErrorInfo(data[1:])
-						break
-					}
-					data = data[1:]
-					if argKind(a.Kind) == argInput {
-						if attrs[a.Read] == nil {
-							fr, err := splitFrames(frameBufs[a.Read][:0], data)
-							if err != nil {
-								failed = sysError(rpc.ErrorKind_ERROR_SYSTEM, err.Error())
-								break
-							}
-							attrs[a.Read], frameBufs[a.Read] = fr, fr
-						}
-						if a.Attr >= len(attrs[a.Read]) {
-							failed = sysError(rpc.ErrorKind_ERROR_SYSTEM, "the input has fewer attributes than the graph uses")
-							break
-						}
-						data = attrs[a.Read][a.Attr]
-					}
-					pt := op.fn.ParamType(j)
-					v, err := codec.Decode(data, pt)
+				return l.fail(ctx, err)
+			}
+		}
+		l.release()
+		l.freeOwned()
+	}
+}
+
+// errStopped ends the loop without a word: the graph is being torn down.
+var errStopped = errors.New("the loop stopped")
+
+// read returns this execution's message of reader i, reading it once.
+func (l *loop) read(ctx context.Context, i int) ([]byte, error) {
+	if !l.got[i] {
+		m, err := l.readers[i].Read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		l.msgs[i], l.got[i] = m, true
+	}
+	return l.msgs[i].Data, nil
+}
+
+// compute runs one method call: its arguments are read and decoded, the
+// method runs, its results go to their rings and local slots.
+func (l *loop) compute(ctx, mctx context.Context, exec uint64, op *resolvedOp) error {
+	args := op.in[2:]
+	var failed *rpc.ErrorInfo
+	var t0 time.Time
+	if l.prof != nil {
+		t0 = time.Now()
+	}
+	for j, a := range op.spec.Args {
+		if failed != nil {
+			// The call is skipped, but each of its rings must still be read
+			// once for this execution, or they would fall a message behind
+			// the others.
+			if k := argKind(a.Kind); k == argRing || k == argInput {
+				if _, err := l.read(ctx, a.Read); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		switch argKind(a.Kind) {
+		case argConst:
+			args[j] = op.consts[j]
+		case argLocal:
+			lv := l.locals[a.Local]
+			if lv.err != nil {
+				failed = lv.err
+			} else {
+				args[j] = lv.v
+			}
+		case argRing, argInput:
+			data, err := l.read(ctx, a.Read)
+			if err != nil {
+				return err
+			}
+			if len(data) == 0 {
+				failed = sysError(rpc.ErrorKind_ERROR_SYSTEM, "an empty message on a graph channel")
+				break
+			}
+			if data[0] == tagError {
+				failed = decodeErrorInfo(data[1:])
+				break
+			}
+			data = data[1:]
+			if argKind(a.Kind) == argInput {
+				if l.attrs[a.Read] == nil {
+					fr, err := splitFrames(l.frameBufs[a.Read][:0], data)
 					if err != nil {
-						failed = sysError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, fmt.Sprintf("%s argument %d: want %v: %v", op.name, j+1, pt, err))
+						failed = sysError(rpc.ErrorKind_ERROR_SYSTEM, err.Error())
 						break
 					}
-					if !v.IsValid() {
-						v = reflect.Zero(pt)
-					}
-					args[j] = v
+					l.attrs[a.Read], l.frameBufs[a.Read] = fr, fr
 				}
+				if a.Attr >= len(l.attrs[a.Read]) {
+					failed = sysError(rpc.ErrorKind_ERROR_SYSTEM, "the input has fewer attributes than the graph uses")
+					break
+				}
+				data = l.attrs[a.Read][a.Attr]
 			}
-			var results []reflect.Value
-			if l.prof != nil {
-				t0 = l.prof.add(exec, op.name, "READ", t0)
+			pt := op.fn.ParamType(j)
+			v, err := codec.Decode(data, pt)
+			if err != nil {
+				failed = sysError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, fmt.Sprintf("%s argument %d: want %v: %v", op.name, j+1, pt, err))
+				break
 			}
-			if failed == nil {
-				res, err, stack, panicked := l.ha.InvokeIn(mctx, op.fn, op.in)
-				if err != nil {
-					if ctx.Err() != nil {
-						l.release(msgs, got)
-						return
-					}
-					failed = worker.ErrorInfoOf(op.name, op.name, err, stack, panicked)
-				}
-				results = res
+			if !v.IsValid() {
+				v = reflect.Zero(pt)
 			}
-			if l.prof != nil {
-				t0 = l.prof.add(exec, op.name, "COMPUTE", t0)
+			args[j] = v
+		}
+	}
+	var results []reflect.Value
+	if l.prof != nil {
+		t0 = l.prof.add(exec, op.name, "READ", t0)
+	}
+	if failed == nil {
+		res, err, stack, panicked := l.ha.InvokeIn(mctx, op.fn, op.in)
+		if err != nil {
+			if ctx.Err() != nil {
+				return errStopped
 			}
-			for k, out := range op.spec.Outs {
-				var rv reflect.Value
-				if failed == nil {
-					if k < len(results) {
-						rv = results[k]
-					} else {
-						rv = reflect.ValueOf((*struct{})(nil))
-					}
-				}
-				if out.Local >= 0 {
-					locals[out.Local] = value{v: rv, err: failed}
-				}
-				if out.Write < 0 {
-					continue
-				}
-				var err error
-				if failed != nil {
-					err = writeError(ctx, l.writers[out.Write], failed)
-				} else {
-					enc, err = writeValue(ctx, l.writers[out.Write], rv, enc)
-					if errors.Is(err, errs.ErrBadArgument) {
-						err = writeError(ctx, l.writers[out.Write], sysError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, fmt.Sprintf("%s result %d: %v", op.name, k+1, err)))
-					}
-				}
-				if err != nil {
-					l.release(msgs, got)
-					l.fail(ctx, err)
-					return
-				}
-			}
-			if l.prof != nil {
-				l.prof.add(exec, op.name, "WRITE", t0)
+			failed = worker.ErrorInfoOf(op.name, op.name, err, stack, panicked)
+		}
+		results = res
+	}
+	if l.prof != nil {
+		t0 = l.prof.add(exec, op.name, "COMPUTE", t0)
+	}
+	for k, out := range op.spec.Outs {
+		var rv reflect.Value
+		if failed == nil {
+			if k < len(results) {
+				rv = results[k]
+			} else {
+				rv = reflect.ValueOf((*struct{})(nil))
 			}
 		}
-		l.release(msgs, got)
+		if out.Local >= 0 {
+			l.locals[out.Local] = value{v: rv, err: failed}
+		}
+		if out.Write < 0 {
+			continue
+		}
+		var err error
+		if failed != nil {
+			err = writeError(ctx, l.writers[out.Write], failed)
+		} else {
+			l.enc, err = writeValue(ctx, l.writers[out.Write], rv, l.enc)
+			if errors.Is(err, errs.ErrBadArgument) {
+				err = writeError(ctx, l.writers[out.Write], sysError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, fmt.Sprintf("%s result %d: %v", op.name, k+1, err)))
+			}
+		}
+		if err != nil {
+			return err
+		}
 	}
+	if l.prof != nil {
+		l.prof.add(exec, op.name, "WRITE", t0)
+	}
+	return nil
 }
 
-func (l *loop) release(msgs []channel.Message, got []bool) {
-	for i, ok := range got {
+func (l *loop) release() {
+	for i, ok := range l.got {
 		if ok {
-			msgs[i].Release()
+			l.msgs[i].Release()
+			l.got[i] = false
 		}
 	}
 }
 
-// fail ends the loop after a channel error. A peer that died is reported
-// downstream (the driver tears the graph down); a closed channel is a
-// teardown and needs no word.
-func (l *loop) fail(ctx context.Context, err error) {
-	if errors.Is(err, channel.ErrChannelClosed) || ctx.Err() != nil {
-		return
+func (l *loop) freeOwned() {
+	for _, t := range l.owned {
+		t.Free()
 	}
-	info := sysError(rpc.ErrorKind_ERROR_ACTOR_DIED, fmt.Sprintf("%v: an actor of the graph died (seen by %s: %v)", errs.ErrActorDied, l.ha.Class().Name, err))
+	clear(l.owned)
+	l.owned = l.owned[:0]
+}
+
+// fail ends the loop after a channel or communicator error. A peer that
+// died (or a communicator that failed) is reported downstream as the
+// graph's end (the driver tears the graph down); a closed channel is a
+// teardown and needs no word. It reports whether it wrote the error.
+func (l *loop) fail(ctx context.Context, err error) bool {
+	if errors.Is(err, channel.ErrChannelClosed) || ctx.Err() != nil {
+		return false
+	}
+	what := "an actor of the graph died"
+	if !errors.Is(err, channel.ErrPeerDied) && !errors.Is(err, nccl.ErrPeerDied) {
+		what = "the graph's loop failed" // e.g. a communicator's error: the graph cannot go on
+	}
+	info := sysError(rpc.ErrorKind_ERROR_ACTOR_DIED, fmt.Sprintf("%v: %s (seen by %s: %v)", errs.ErrActorDied, what, l.ha.Class().Name, err))
 	wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	for _, w := range l.writers {
 		writeError(wctx, w, info)
 	}
+	return true
 }
 
 func sysError(kind rpc.ErrorKind, msg string) *rpc.ErrorInfo {

@@ -27,9 +27,39 @@ func visualize(p *plan) string {
 		}
 		b.WriteString("  }\n")
 	}
+	// Where each actor's local values come from: an earlier call of the
+	// same actor, an NCCL transfer or a collective.
+	type origin struct{ from, label string }
+	locals := make([]map[int]origin, len(p.actors))
 	for ai, a := range p.actors {
-		// A value kept within the actor: which op made each local.
-		local := map[int]string{}
+		locals[ai] = map[int]origin{}
+		for oi, op := range a.ops {
+			for _, o := range op.outs {
+				if o.local >= 0 {
+					locals[ai][o.local] = origin{name(ai, oi), "in-process"}
+				}
+			}
+		}
+	}
+	for _, x := range p.xfers {
+		from := name(x.producer, opIndex(p.actors[x.producer], x.node))
+		for j, r := range x.readers {
+			locals[r][x.dst[j]] = origin{from, "nccl"}
+		}
+	}
+	for ci, c := range p.colls {
+		cn := fmt.Sprintf("coll%d", ci)
+		lbl := c.kind.String()
+		if c.kind != collAllGather {
+			lbl += " " + c.op.String()
+		}
+		fmt.Fprintf(&b, "  %s [label=%q, shape=hexagon];\n", cn, lbl)
+		for j, a := range c.actors {
+			fmt.Fprintf(&b, "  %s -> %s [label=\"nccl\"];\n", locals[a][c.in[j]].from, cn)
+			locals[a][c.out[j]] = origin{cn, "in-process"}
+		}
+	}
+	for ai, a := range p.actors {
 		for oi, op := range a.ops {
 			for _, ap := range op.args {
 				switch ap.kind {
@@ -42,12 +72,8 @@ func visualize(p *plan) string {
 					}
 					fmt.Fprintf(&b, "  input -> %s [label=%q];\n", name(ai, oi), lbl)
 				case argLocal:
-					fmt.Fprintf(&b, "  %s -> %s [label=\"in-process\"];\n", local[ap.local], name(ai, oi))
-				}
-			}
-			for _, o := range op.outs {
-				if o.local >= 0 {
-					local[o.local] = name(ai, oi)
+					o := locals[ai][ap.local]
+					fmt.Fprintf(&b, "  %s -> %s [label=%q];\n", o.from, name(ai, oi), o.label)
 				}
 			}
 		}
@@ -61,4 +87,14 @@ func visualize(p *plan) string {
 	}
 	b.WriteString("}\n")
 	return b.String()
+}
+
+// opIndex is the position of a call among its actor's ops.
+func opIndex(a *actorPlan, m *MethodNode) int {
+	for i, op := range a.ops {
+		if op.node == m {
+			return i
+		}
+	}
+	return -1
 }

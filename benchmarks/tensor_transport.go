@@ -1,0 +1,138 @@
+package benchmarks
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/goray/goray/actor"
+	"github.com/goray/goray/dag"
+	"github.com/goray/goray/nccl"
+	"github.com/goray/goray/tensor"
+)
+
+// The tensor transport cases (BenchmarkTensorTransport): one op is one
+// execution of a two-actor graph in which the first actor's float16 tensor
+// reaches the second, which returns its size to the driver:
+//
+//	TensorTransport/cpu_comm/{100KB,16MiB}  an NCCL edge on the CPU communicator:
+//	                                        metadata through the ring, data through the communicator
+//	TensorTransport/shm/{100KB,16MiB}       the tensor encoded into the shared-memory ring
+//
+// Memcpy/{100KB,16MiB} beside them is the copy bandwidth of this machine.
+// (On a GPU the nccl variant moves a device tensor; see docs/GPU.md.)
+
+// tensorStage produces one tensor again and again, or consumes one.
+type tensorStage struct{ t *tensor.Tensor }
+
+// Produce returns the stage's tensor of size bytes (made on first use).
+func (s *tensorStage) Produce(_ context.Context, _ int, size int) (*tensor.Tensor, error) {
+	if s.t == nil || s.t.NumBytes() != size {
+		t, err := tensor.New(tensor.Float16, size/2)
+		if err != nil {
+			return nil, err
+		}
+		v, _ := tensor.As[uint16](t)
+		for i := range v {
+			v[i] = tensor.F16(float32(i % 2048))
+		}
+		s.t = t
+	}
+	return s.t, nil
+}
+
+// Consume returns the tensor's size, reading its last element.
+func (s *tensorStage) Consume(_ context.Context, t *tensor.Tensor) (int, error) {
+	v, err := tensor.As[uint16](t)
+	if err != nil {
+		return 0, err
+	}
+	if len(v) > 0 && tensor.F16ToFloat32(v[len(v)-1]) != float32((len(v)-1)%2048) {
+		return 0, fmt.Errorf("the tensor arrived corrupted")
+	}
+	return t.NumBytes(), nil
+}
+
+var tensorStageClass = actor.Register("benchmarks.TensorStage", func(context.Context) (*tensorStage, error) { return &tensorStage{}, nil })
+
+func tensorTransportBody(transport string, size int) func(B) {
+	return func(b B) {
+		ctx, cancel := runContext(b)
+		defer cancel()
+		rt := sharedRuntime(b)
+		hs := make([]*actor.Handle, 2)
+		for i := range hs {
+			h, err := tensorStageClass.Remote(rt)
+			if err != nil {
+				b.Fatal(err)
+			}
+			hs[i] = h
+		}
+		defer killAll(hs)
+		in := dag.Input()
+		opts := []dag.CompileOption{dag.MaxInflight(4)}
+		p := dag.Bind(hs[0], "Produce", in, size)
+		switch transport {
+		case "cpu_comm":
+			p.WithTensorTransport(dag.NCCL)
+			opts = append(opts, dag.Communicator(nccl.CPU), dag.BufferSize(64<<10))
+		case "shm":
+			p.WithTensorTransport(dag.SharedMemory)
+			opts = append(opts, dag.BufferSize(size+4096))
+		}
+		g, err := dag.Compile(ctx, dag.Bind(hs[1], "Consume", p), opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer g.Teardown()
+		once := func(x int) {
+			f, err := g.Execute(ctx, x)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n, err := dag.Get[int](ctx, f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n != size {
+				b.Fatalf("the consumer saw %d bytes, want %d", n, size)
+			}
+		}
+		for i := range 20 {
+			once(i)
+		}
+		hist := hdrhistogram.New(histMin, histMax, 3)
+		b.SetBytes(int64(size))
+		iters := b.Iterations()
+		b.ResetTimer()
+		prev := time.Now()
+		for i := range iters {
+			once(i)
+			now := time.Now()
+			hist.RecordValue(min(max(int64(now.Sub(prev)), histMin), histMax))
+			prev = now
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(hist.ValueAtQuantile(50)), unitP50)
+		b.ReportMetric(float64(hist.ValueAtQuantile(99)), unitP99)
+		b.ReportMetric(float64(iters)/b.Elapsed().Seconds(), unitMsgs)
+	}
+}
+
+func init() {
+	sizes := []struct {
+		name  string
+		bytes int
+	}{{"100KB", 100 << 10}, {"16MiB", 16 << 20}}
+	for _, s := range sizes {
+		Register(NewCase("Memcpy/"+s.name, memcpyBody(s.bytes)))
+		for _, tr := range []string{"cpu_comm", "shm"} {
+			Register(NewCase("TensorTransport/"+tr+"/"+s.name, tensorTransportBody(tr, s.bytes)))
+		}
+		RegisterRow(Row{Case: "TensorTransport/cpu_comm/" + s.name, Baseline: "Memcpy/" + s.name, Kind: Bandwidth})
+		RegisterRow(Row{Case: "TensorTransport/shm/" + s.name, Baseline: "Memcpy/" + s.name, Kind: Bandwidth})
+		RegisterRow(Row{Case: "TensorTransport/cpu_comm/" + s.name, Baseline: "TensorTransport/shm/" + s.name, Kind: Latency})
+	}
+}

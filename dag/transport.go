@@ -1,0 +1,341 @@
+package dag
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/goray/goray/channel"
+	"github.com/goray/goray/core"
+	"github.com/goray/goray/cuda"
+	"github.com/goray/goray/internal/rpc"
+	"github.com/goray/goray/nccl"
+	"github.com/goray/goray/tensor"
+)
+
+// The GPU transport in an actor's loop: communicators joined when the
+// loop starts, and the SEND, RECV and collective steps of its schedule.
+
+// commInitTimeout bounds how long a rank waits for the others to join.
+const commInitTimeout = 60 * time.Second
+
+// gpusFn runs in an actor: the GPUs it holds (the raylet's IDs).
+func gpusFn(ctx context.Context, _ bool) ([]int, error) {
+	rc, ok := core.RuntimeContextFrom(ctx)
+	if !ok {
+		return nil, errors.New("goray.dag.gpus runs only in an actor")
+	}
+	return append([]int{}, rc.GPUIDs...), nil
+}
+
+// commIDFn runs in a communicator's first rank: a fresh unique ID of the
+// named backend, made where the backend's library is.
+func commIDFn(ctx context.Context, backend string) ([]byte, error) {
+	b, err := nccl.Lookup(backend)
+	if err != nil {
+		return nil, err
+	}
+	id, err := b.NewUniqueID()
+	if err != nil {
+		return nil, err
+	}
+	return id[:], nil
+}
+
+// initComms joins every communicator of the spec at once (each Init
+// returns when all its ranks have joined, so they cannot be joined one by
+// one in an order the other actors do not share).
+func initComms(ctx context.Context, specs []commSpec) ([]nccl.Communicator, error) {
+	if len(specs) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, commInitTimeout)
+	defer cancel()
+	comms := make([]nccl.Communicator, len(specs))
+	errs := make([]error, len(specs))
+	var wg sync.WaitGroup
+	for i, cs := range specs {
+		wg.Go(func() {
+			b, err := nccl.Lookup(cs.Backend)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			var id nccl.UniqueID
+			if len(cs.ID) != len(id) {
+				errs[i] = fmt.Errorf("communicator %d: a unique ID of %d bytes, want %d", i, len(cs.ID), len(id))
+				return
+			}
+			copy(id[:], cs.ID)
+			c, err := b.Init(ctx, id, cs.Rank, cs.Size, cs.Device)
+			if err != nil {
+				errs[i] = fmt.Errorf("join communicator %d (%s backend, rank %d of %d): %w", i, cs.Backend, cs.Rank, cs.Size, err)
+				return
+			}
+			comms[i] = c
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, c := range comms {
+			if c != nil {
+				c.Abort()
+				c.Close()
+			}
+		}
+		return nil, err
+	}
+	return comms, nil
+}
+
+// stream is the CUDA stream a communicator's operations use: its device's
+// default stream.
+func (l *loop) stream(c int) cuda.Stream {
+	return cuda.Default(max(l.spec.Comms[c].Device, 0))
+}
+
+// checkDevice says whether the communicator c can move t.
+func (l *loop) checkDevice(c int, t *tensor.Tensor) error {
+	switch l.comms[c].Backend() {
+	case "cpu":
+		if t.Device().IsCUDA() {
+			return fmt.Errorf("%s is on %s, but the graph's communicator is the cpu backend: return host tensors, or compile without dag.Communicator(nccl.CPU)", t, t.Device())
+		}
+	case "nccl":
+		if !t.Device().IsCUDA() {
+			return fmt.Errorf("%s is on the host, but the nccl backend moves GPU tensors: move it to the GPU (ToDevice), or compile with dag.Communicator(nccl.CPU)", t)
+		}
+	}
+	return nil
+}
+
+// alloc makes a tensor the communicator c writes into: on this rank's GPU
+// when like is a device tensor, else on the host.
+func (l *loop) alloc(c int, like tensor.Device, dtype tensor.DType, shape []int) (*tensor.Tensor, error) {
+	d := tensor.CPU
+	if like.IsCUDA() {
+		d = tensor.CUDA(max(l.spec.Comms[c].Device, 0))
+	}
+	t, err := tensor.Empty(dtype, d, shape...)
+	if err != nil {
+		return nil, err
+	}
+	if d.IsCUDA() {
+		l.owned = append(l.owned, t)
+	}
+	return t, nil
+}
+
+// send writes a local value's metadata to the readers' ring and sends its
+// data to each reader. A failed value (or one the communicator cannot
+// move) travels as an error instead, and no data follows.
+func (l *loop) send(ctx context.Context, exec uint64, s *sendSpec) error {
+	var t0 time.Time
+	if l.prof != nil {
+		t0 = time.Now()
+	}
+	w := l.writers[s.Write]
+	v := l.locals[s.Local]
+	info := v.err
+	var t *tensor.Tensor
+	if info == nil {
+		t, _ = v.v.Interface().(*tensor.Tensor)
+		if t == nil {
+			info = sysError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, fmt.Sprintf("%s: a nil *tensor.Tensor on an NCCL edge", s.Name))
+		} else if err := l.checkDevice(s.Comm, t); err != nil {
+			info = sysError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, fmt.Sprintf("%s: %v", s.Name, err))
+		}
+	}
+	if info != nil {
+		return writeError(ctx, w, info)
+	}
+	m := t.Meta()
+	buf, err := w.Reserve(ctx, 1+tensor.MetaSize(len(m.Shape)))
+	if err != nil {
+		return err
+	}
+	buf[0] = tagTensor
+	tensor.AppendMeta(buf[1:1], m)
+	if err := w.Commit(channel.KindData); err != nil {
+		return err
+	}
+	for _, peer := range s.Peers {
+		if err := l.comms[s.Comm].Send(ctx, t, peer, l.stream(s.Comm)); err != nil {
+			return l.commErr(ctx, s.Name, err)
+		}
+	}
+	if l.prof != nil {
+		l.prof.add(exec, s.Name, "SEND", t0)
+	}
+	return nil
+}
+
+// recv reads a value's metadata and receives its data into a new tensor.
+func (l *loop) recv(ctx context.Context, exec uint64, s *recvSpec) error {
+	var t0 time.Time
+	if l.prof != nil {
+		t0 = time.Now()
+	}
+	data, err := l.read(ctx, s.Read)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(data) == 0:
+		l.locals[s.Local] = value{err: sysError(rpc.ErrorKind_ERROR_SYSTEM, "an empty message on a graph channel")}
+		return nil
+	case data[0] == tagError:
+		l.locals[s.Local] = value{err: decodeErrorInfo(data[1:])}
+		return nil
+	case data[0] != tagTensor:
+		return fmt.Errorf("%s: a message with tag %d on an NCCL edge's channel", s.Name, data[0])
+	}
+	m, _, err := tensor.ParseMeta(data[1:])
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.Name, err)
+	}
+	t, err := l.alloc(s.Comm, m.Device, m.DType, m.Shape)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.Name, err)
+	}
+	if err := l.comms[s.Comm].Recv(ctx, t, s.Peer, l.stream(s.Comm)); err != nil {
+		return l.commErr(ctx, s.Name, err)
+	}
+	l.locals[s.Local] = value{v: reflect.ValueOf(t)}
+	if l.prof != nil {
+		l.prof.add(exec, s.Name, "RECV", t0)
+	}
+	return nil
+}
+
+// collective runs a collective step. The participants first agree (a
+// one-element max-allreduce) on whether any of them lacks a usable input,
+// so that they all run it or all skip it.
+func (l *loop) collective(ctx context.Context, exec uint64, s *collSpec) error {
+	var t0 time.Time
+	if l.prof != nil {
+		t0 = time.Now()
+	}
+	comm := l.comms[s.Comm]
+	in := l.locals[s.In]
+	own := in.err
+	var t *tensor.Tensor
+	if own == nil {
+		t, _ = in.v.Interface().(*tensor.Tensor)
+		if msg := l.collCheck(s, t); msg != "" {
+			own = sysError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, s.Name+": "+msg)
+		}
+	}
+	anyFailed, err := l.agree(ctx, s.Comm, own != nil)
+	if err != nil {
+		return l.commErr(ctx, s.Name, err)
+	}
+	if anyFailed {
+		if own == nil {
+			own = sysError(rpc.ErrorKind_ERROR_APPLICATION, fmt.Sprintf("%s was skipped: another participant's input failed", s.Name))
+		}
+		l.locals[s.Out] = value{err: own}
+		return nil
+	}
+	shape := t.Shape()
+	switch collKind(s.Kind) {
+	case collAllGather:
+		shape[0] *= comm.Size()
+	case collReduceScatter:
+		shape[0] /= comm.Size()
+	}
+	out, err := l.alloc(s.Comm, t.Device(), t.DType(), shape)
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.Name, err)
+	}
+	st := l.stream(s.Comm)
+	switch collKind(s.Kind) {
+	case collAllReduce:
+		err = comm.AllReduce(ctx, t, out, nccl.ReduceOp(s.Op), st)
+	case collAllGather:
+		err = comm.AllGather(ctx, t, out, st)
+	case collReduceScatter:
+		err = comm.ReduceScatter(ctx, t, out, nccl.ReduceOp(s.Op), st)
+	}
+	if err != nil {
+		return l.commErr(ctx, s.Name, err)
+	}
+	l.locals[s.Out] = value{v: reflect.ValueOf(out)}
+	if l.prof != nil {
+		l.prof.add(exec, s.Name, collKind(s.Kind).String(), t0)
+	}
+	return nil
+}
+
+// collCheck says what is wrong with this rank's input of a collective, or
+// "".
+func (l *loop) collCheck(s *collSpec, t *tensor.Tensor) string {
+	if t == nil {
+		return "a nil *tensor.Tensor input"
+	}
+	if err := l.checkDevice(s.Comm, t); err != nil {
+		return err.Error()
+	}
+	k := collKind(s.Kind)
+	if k != collAllReduce && t.NDim() == 0 {
+		return fmt.Sprintf("%s needs a tensor of at least one dimension, got %s", k, t)
+	}
+	if k == collReduceScatter && t.Dim(0)%l.comms[s.Comm].Size() != 0 {
+		return fmt.Sprintf("the first dimension of %s does not divide by the %d participants", t, l.comms[s.Comm].Size())
+	}
+	return ""
+}
+
+// agree tells every rank whether any rank failed.
+func (l *loop) agree(ctx context.Context, c int, failed bool) (bool, error) {
+	flag := int32(0)
+	if failed {
+		flag = 1
+	}
+	host, _ := tensor.FromSlice([]int32{flag})
+	if l.comms[c].Backend() != "nccl" {
+		if err := l.comms[c].AllReduce(ctx, host, host, nccl.Max, l.stream(c)); err != nil {
+			return false, err
+		}
+		v, _ := tensor.As[int32](host)
+		return v[0] != 0, nil
+	}
+	if l.flags[c] == nil {
+		f, err := tensor.Empty(tensor.Int32, tensor.CUDA(max(l.spec.Comms[c].Device, 0)), 1)
+		if err != nil {
+			return false, err
+		}
+		l.flags[c] = f
+	}
+	f := l.flags[c]
+	if err := f.CopyFrom(host); err != nil {
+		return false, err
+	}
+	if err := l.comms[c].AllReduce(ctx, f, f, nccl.Max, l.stream(c)); err != nil {
+		return false, err
+	}
+	if err := host.CopyFrom(f); err != nil {
+		return false, err
+	}
+	v, _ := tensor.As[int32](host)
+	return v[0] != 0, nil
+}
+
+// commErr reports a communicator's failure: a stop when the loop is being
+// torn down, else the graph's end.
+func (l *loop) commErr(ctx context.Context, name string, err error) error {
+	if ctx.Err() != nil {
+		return errStopped
+	}
+	return fmt.Errorf("%s: %w", name, err)
+}
+
+// closeComms releases the loop's communicators and flags.
+func (l *loop) closeComms() {
+	for _, f := range l.flags {
+		f.Free()
+	}
+}
