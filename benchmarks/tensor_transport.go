@@ -3,11 +3,14 @@ package benchmarks
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/goray/goray/actor"
+	"github.com/goray/goray/core"
+	"github.com/goray/goray/cuda"
 	"github.com/goray/goray/dag"
 	"github.com/goray/goray/nccl"
 	"github.com/goray/goray/tensor"
@@ -55,6 +58,33 @@ func (s *tensorStage) Consume(_ context.Context, t *tensor.Tensor) (int, error) 
 	return t.NumBytes(), nil
 }
 
+// ProduceOnGPU returns the stage's tensor of size bytes on its GPU.
+func (s *tensorStage) ProduceOnGPU(ctx context.Context, x int, size int) (*tensor.Tensor, error) {
+	if s.t == nil || s.t.NumBytes() != size {
+		h, err := s.Produce(ctx, x, size)
+		if err != nil {
+			return nil, err
+		}
+		if s.t, err = h.ToDevice(tensor.CUDA(0)); err != nil {
+			return nil, err
+		}
+	}
+	return s.t, nil
+}
+
+// ConsumeOnGPU returns the device tensor's size.
+func (s *tensorStage) ConsumeOnGPU(_ context.Context, t *tensor.Tensor) (int, error) {
+	if !t.Device().IsCUDA() {
+		return 0, fmt.Errorf("%s is not on a GPU", t)
+	}
+	return t.NumBytes(), nil
+}
+
+// SetEnv sets an environment variable in the actor's process.
+func (s *tensorStage) SetEnv(_ context.Context, k, v string) (bool, error) {
+	return true, os.Setenv(k, v)
+}
+
 var tensorStageClass = actor.Register("benchmarks.TensorStage", func(context.Context) (*tensorStage, error) { return &tensorStage{}, nil })
 
 func tensorTransportBody(transport string, size int) func(B) {
@@ -63,18 +93,32 @@ func tensorTransportBody(transport string, size int) func(B) {
 		defer cancel()
 		rt := sharedRuntime(b)
 		hs := make([]*actor.Handle, 2)
+		class, produce, consume := tensorStageClass, "Produce", "Consume"
+		if transport == "nccl" {
+			class, produce, consume = class.Options(core.NumGPUs(0.5)), "ProduceOnGPU", "ConsumeOnGPU"
+		}
 		for i := range hs {
-			h, err := tensorStageClass.Remote(rt)
+			h, err := class.Remote(rt)
 			if err != nil {
 				b.Fatal(err)
 			}
 			hs[i] = h
+			if transport == "nccl" {
+				// Two ranks on the one GPU: NCCL allows it only when told
+				// to, in the actors' processes, before the communicator.
+				if _, err := core.Get[bool](ctx, h.Call("SetEnv", "NCCL_MULTI_RANK_GPU_ENABLE", "1")); err != nil {
+					b.Fatal(err)
+				}
+			}
 		}
 		defer killAll(hs)
 		in := dag.Input()
 		opts := []dag.CompileOption{dag.MaxInflight(4)}
-		p := dag.Bind(hs[0], "Produce", in, size)
+		p := dag.Bind(hs[0], produce, in, size)
 		switch transport {
+		case "nccl":
+			p.WithTensorTransport(dag.NCCL)
+			opts = append(opts, dag.BufferSize(64<<10))
 		case "cpu_comm":
 			p.WithTensorTransport(dag.NCCL)
 			opts = append(opts, dag.Communicator(nccl.CPU), dag.BufferSize(64<<10))
@@ -82,7 +126,7 @@ func tensorTransportBody(transport string, size int) func(B) {
 			p.WithTensorTransport(dag.SharedMemory)
 			opts = append(opts, dag.BufferSize(size+4096))
 		}
-		g, err := dag.Compile(ctx, dag.Bind(hs[1], "Consume", p), opts...)
+		g, err := dag.Compile(ctx, dag.Bind(hs[1], consume, p), opts...)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -134,5 +178,13 @@ func init() {
 		RegisterRow(Row{Case: "TensorTransport/cpu_comm/" + s.name, Baseline: "Memcpy/" + s.name, Kind: Bandwidth})
 		RegisterRow(Row{Case: "TensorTransport/shm/" + s.name, Baseline: "Memcpy/" + s.name, Kind: Bandwidth})
 		RegisterRow(Row{Case: "TensorTransport/cpu_comm/" + s.name, Baseline: "TensorTransport/shm/" + s.name, Kind: Latency})
+	}
+	// On a GPU machine: a device tensor over the nccl backend. (Registered
+	// only there, so that no run elsewhere lists a case it cannot run.)
+	if n, err := cuda.DeviceCount(); err == nil && n > 0 {
+		for _, s := range sizes {
+			Register(NewCase("TensorTransport/nccl/"+s.name, tensorTransportBody("nccl", s.bytes)))
+			RegisterRow(Row{Case: "TensorTransport/nccl/" + s.name, Baseline: "TensorTransport/cpu_comm/" + s.name, Kind: Latency})
+		}
 	}
 }

@@ -343,7 +343,7 @@ func (l *loop) run(ctx, mctx context.Context) (failed bool) {
 	l.frameBufs = make([][][]byte, len(l.readers))
 	l.locals = make([]value, l.spec.Locals)
 	l.flags = make([]*tensor.Tensor, len(l.comms))
-	mctxV := reflect.ValueOf(mctx)
+	mctxV := reflect.ValueOf(&mctx).Elem() // typed context.Context: the call need not check the interface again
 	for i := range l.ops {
 		op := &l.ops[i]
 		op.in = make([]reflect.Value, 2+len(op.spec.Args))

@@ -229,13 +229,13 @@ func (l *loop) collective(ctx context.Context, exec uint64, s *collSpec) error {
 			own = sysError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, s.Name+": "+msg)
 		}
 	}
-	anyFailed, err := l.agree(ctx, s.Comm, own != nil)
+	failedRank, err := l.agree(ctx, s.Comm, own != nil)
 	if err != nil {
 		return l.commErr(ctx, s.Name, err)
 	}
-	if anyFailed {
+	if failedRank >= 0 {
 		if own == nil {
-			own = sysError(rpc.ErrorKind_ERROR_APPLICATION, fmt.Sprintf("%s was skipped: another participant's input failed", s.Name))
+			own = sysError(rpc.ErrorKind_ERROR_APPLICATION, fmt.Sprintf("%s was skipped: the input of participant %d failed", s.Name, failedRank))
 		}
 		l.locals[s.Out] = value{err: own}
 		return nil
@@ -289,39 +289,38 @@ func (l *loop) collCheck(s *collSpec, t *tensor.Tensor) string {
 	return ""
 }
 
-// agree tells every rank whether any rank failed.
-func (l *loop) agree(ctx context.Context, c int, failed bool) (bool, error) {
+// agree tells every rank whether any rank failed: the highest failed rank,
+// or -1.
+func (l *loop) agree(ctx context.Context, c int, failed bool) (int, error) {
 	flag := int32(0)
 	if failed {
-		flag = 1
+		flag = int32(l.comms[c].Rank() + 1)
 	}
 	host, _ := tensor.FromSlice([]int32{flag})
-	if l.comms[c].Backend() != "nccl" {
-		if err := l.comms[c].AllReduce(ctx, host, host, nccl.Max, l.stream(c)); err != nil {
-			return false, err
+	t := host
+	if l.comms[c].Backend() == "nccl" {
+		if l.flags[c] == nil {
+			f, err := tensor.Empty(tensor.Int32, tensor.CUDA(max(l.spec.Comms[c].Device, 0)), 1)
+			if err != nil {
+				return -1, err
+			}
+			l.flags[c] = f
 		}
-		v, _ := tensor.As[int32](host)
-		return v[0] != 0, nil
-	}
-	if l.flags[c] == nil {
-		f, err := tensor.Empty(tensor.Int32, tensor.CUDA(max(l.spec.Comms[c].Device, 0)), 1)
-		if err != nil {
-			return false, err
+		t = l.flags[c]
+		if err := t.CopyFrom(host); err != nil {
+			return -1, err
 		}
-		l.flags[c] = f
 	}
-	f := l.flags[c]
-	if err := f.CopyFrom(host); err != nil {
-		return false, err
+	if err := l.comms[c].AllReduce(ctx, t, t, nccl.Max, l.stream(c)); err != nil {
+		return -1, err
 	}
-	if err := l.comms[c].AllReduce(ctx, f, f, nccl.Max, l.stream(c)); err != nil {
-		return false, err
-	}
-	if err := host.CopyFrom(f); err != nil {
-		return false, err
+	if t != host {
+		if err := host.CopyFrom(t); err != nil {
+			return -1, err
+		}
 	}
 	v, _ := tensor.As[int32](host)
-	return v[0] != 0, nil
+	return int(v[0]) - 1, nil
 }
 
 // commErr reports a communicator's failure: a stop when the loop is being
