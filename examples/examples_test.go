@@ -46,6 +46,12 @@ var examples = []struct {
 		"classic actor calls, one at a time: p50 ",
 		"compiled vs classic: ",
 	}},
+	{"allreduce", []string{"-trainers", "3", "-steps", "40", "-rows", "500"}, []string{
+		"allreduce: 3 trainers × 500 rows × 32 features, AllReduce(avg) on the cpu communicator",
+		"step    1: loss ",
+		"40 steps in ",
+		"replicas agree: true",
+	}},
 	{"mapreduce", []string{"-words", "50000", "-maps", "4", "-reduces", "3"}, []string{
 		"mapreduce: 50000 words",
 		"top 10 words:",
