@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -397,3 +398,59 @@ func TestNCCLEdgeOnGPU(t *testing.T) {
 		require.Equal(t, ramp(float32(x), 1<<16, 1), run[[]float32](t, g, x))
 	}
 }
+
+// countingBackend is a user's own communicator (Ray's custom
+// communicator): the CPU backend, counting the collectives it runs in this
+// process. Registered at init, so every actor process of the test binary
+// has it.
+type countingBackend struct{ nccl.Backend }
+
+type countingComm struct{ nccl.Communicator }
+
+var collectivesRun atomic.Int64
+
+func (countingBackend) Name() string { return "test-counting" }
+
+func (b countingBackend) Init(ctx context.Context, id nccl.UniqueID, rank, size, device int) (nccl.Communicator, error) {
+	c, err := b.Backend.Init(ctx, id, rank, size, device)
+	if err != nil {
+		return nil, err
+	}
+	return countingComm{c}, nil
+}
+
+func (c countingComm) Backend() string { return "test-counting" }
+
+func (c countingComm) AllReduce(ctx context.Context, in, out *tensor.Tensor, op nccl.ReduceOp, s cuda.Stream) error {
+	collectivesRun.Add(1)
+	return c.Communicator.AllReduce(ctx, in, out, op, s)
+}
+
+func init() { nccl.Register(countingBackend{nccl.CPU}) }
+
+func (s *Shard) Collectives(ctx context.Context) (int64, error) { return collectivesRun.Load(), nil }
+
+func TestCustomCommunicator(t *testing.T) {
+	hs := newShards(t, 2)
+	in := dag.Input()
+	ar := dag.AllReduce(dag.Bind(hs[0], "Make", in, 3), dag.Bind(hs[1], "Make", in, 3))
+	g := compile(t, dag.MultiOutput(dag.Bind(hs[0], "Values", ar.Output(0)), dag.Bind(hs[1], "Values", ar.Output(1))),
+		dag.Communicator(countingBackend{nccl.CPU}))
+	for x := range 5 {
+		got := run[[]any](t, g, x)
+		require.Equal(t, []float32{float32(1000 + 2*x), float32(1002 + 2*x), float32(1004 + 2*x)}, got[0])
+	}
+	for _, h := range hs {
+		n, err := core.Get[int64](testCtx(t), h.Call("Collectives"))
+		require.NoError(t, err)
+		assert.Equal(t, int64(10), n, "5 executions × (the agreement flag + the AllReduce) in each actor")
+	}
+	// An unregistered backend is refused at compile time.
+	in = dag.Input()
+	_, err := dag.Compile(testCtx(t), dag.Bind(hs[0], "Values", dag.Bind(hs[0], "Make", in, 1)), dag.Communicator(unregistered{nccl.CPU}))
+	require.ErrorContains(t, err, "nccl.Register")
+}
+
+type unregistered struct{ nccl.Backend }
+
+func (unregistered) Name() string { return "nobody-registered-me" }
