@@ -111,6 +111,14 @@ func Get[T any](ctx context.Context, ref *ObjectRef) (T, error) {
 	if err != nil {
 		return out, err
 	}
+	if dv, direct, err := worker.ResolveDirect(ctx, ids.ActorID{}, v.Data, reflect.TypeFor[T]()); direct {
+		// A tensor kept by the actor that made it (actor.Class.KeepTensors).
+		if err != nil {
+			return out, fmt.Errorf("core: get %s: %w", ref.id, err)
+		}
+		reflect.ValueOf(&out).Elem().Set(dv)
+		return out, nil
+	}
 	if err := decodeInto(v.Data, &out); err != nil {
 		return out, fmt.Errorf("core: get %s: %w", ref.id, err)
 	}

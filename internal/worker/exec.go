@@ -358,7 +358,14 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 			data = obj.Data()
 		}
 		pt := fn.ParamType(i)
-		v, err := codec.Decode(data, pt)
+		var reader ids.ActorID // the actor whose method this is, if any
+		if recv.IsValid() {
+			reader = actorID
+		}
+		v, direct, err := ResolveDirect(ctx, reader, data, pt)
+		if !direct {
+			v, err = codec.Decode(data, pt)
+		}
 		if err != nil {
 			return fail(systemError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, "", "",
 				fmt.Sprintf("%s argument %d: want %v: %v", fn.Name, i+1, pt, err)))
@@ -402,7 +409,13 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 		results = []reflect.Value{reflect.Zero(reflect.TypeFor[any]())}
 	}
 	for i, v := range results {
-		ret, info := e.encodeResult(ctx, ids.NewObjectID(tid, uint32(i+1)), v, spec.OwnerAddress)
+		oid := ids.NewObjectID(tid, uint32(i+1))
+		if fn.KeepTensors && Direct.Keep != nil && ha != nil {
+			if v, err = Direct.Keep(ctx, ha.id, ha.class, oid, v); err != nil {
+				return fail(infoFromError(fn.Name, name, err, nil, false))
+			}
+		}
+		ret, info := e.encodeResult(ctx, oid, v, spec.OwnerAddress)
 		if info != nil {
 			// The results encoded so far will not reach the owner: undo
 			// the borrower registrations made for the refs inside them.

@@ -115,6 +115,9 @@ func (w *CoreWorker) maybeFreeLocked(o *object) {
 }
 
 func (w *CoreWorker) dropLocked(o *object) {
+	if o.owned && o.state == objInline && Direct.Dropped != nil {
+		Direct.Dropped(o.value)
+	}
 	delete(w.objects, o.id)
 	o.unpin()
 	if o.owned && o.state == objInStore {

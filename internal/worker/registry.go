@@ -27,6 +27,9 @@ type Function struct {
 	Item      reflect.Type
 	// recv: an actor method, whose fn takes the instance first.
 	recv bool
+	// KeepTensors: the method's tensor results stay in the actor's
+	// process (Direct).
+	KeepTensors bool
 }
 
 var (
