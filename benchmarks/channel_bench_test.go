@@ -81,6 +81,8 @@ func TestNames(t *testing.T) {
 		"Memcpy/100KB", "Memcpy/16MiB",
 		"TensorTransport/cpu_comm/100KB", "TensorTransport/cpu_comm/16MiB",
 		"TensorTransport/shm/100KB", "TensorTransport/shm/16MiB",
+		"DirectTransport/direct/100KB", "DirectTransport/direct/16MiB",
+		"DirectTransport/object/100KB", "DirectTransport/object/16MiB",
 	}
 	for _, name := range want {
 		if !got[name] {

@@ -86,3 +86,9 @@ func BenchmarkCompiledDAG(b *testing.B) { benchmarks.RunGroup(b, "CompiledDAG") 
 // NCCL edge on the CPU communicator) and shm (encoded into the ring);
 // compare with BenchmarkMemcpy's sizes.
 func BenchmarkTensorTransport(b *testing.B) { benchmarks.RunGroup(b, "TensorTransport") }
+
+// BenchmarkDirectTransport: b.Consume(a.Fresh(size)), a float16 tensor of
+// 100 KB or 16 MiB between two actors as ordinary calls: direct (kept by a,
+// received peer to peer through an actor.Group on the CPU communicator)
+// against object (by value through the object store).
+func BenchmarkDirectTransport(b *testing.B) { benchmarks.RunGroup(b, "DirectTransport") }

@@ -87,6 +87,91 @@ func (s *tensorStage) SetEnv(_ context.Context, k, v string) (bool, error) {
 
 var tensorStageClass = actor.Register("benchmarks.TensorStage", func(context.Context) (*tensorStage, error) { return &tensorStage{}, nil })
 
+// directStage is tensorStage whose Fresh results stay in the actor
+// (actor.Class.KeepTensors).
+type directStage struct{ tensorStage }
+
+// Fresh returns a new float16 tensor of size bytes (a kept tensor belongs
+// to its ref, so it is never reused).
+func (s *directStage) Fresh(_ context.Context, x, size int) (*tensor.Tensor, error) {
+	t, err := tensor.New(tensor.Float16, size/2)
+	if err != nil {
+		return nil, err
+	}
+	if v, _ := tensor.As[uint16](t); len(v) > 0 { // what Consume checks
+		v[len(v)-1] = tensor.F16(float32((len(v) - 1) % 2048))
+	}
+	return t, nil
+}
+
+var (
+	directStageClass = actor.Register("benchmarks.DirectStage", newDirectStage).KeepTensors("Fresh")
+	objectStageClass = actor.Register("benchmarks.ObjectStage", newDirectStage) // Fresh's tensors by value
+)
+
+func newDirectStage(context.Context) (*directStage, error) { return &directStage{}, nil }
+
+// directBody: one op is b.Consume(a.Fresh(size)) and its Get, the tensor
+// moving peer to peer (direct) or by value through the object store
+// (object: the same method, not kept).
+func directBody(mode string, size int) func(B) {
+	return func(b B) {
+		ctx, cancel := runContext(b)
+		defer cancel()
+		rt := sharedRuntime(b)
+		class := directStageClass
+		if mode == "object" {
+			class = objectStageClass
+		}
+		hs := make([]*actor.Handle, 2)
+		for i := range hs {
+			h, err := class.Remote(rt)
+			if err != nil {
+				b.Fatal(err)
+			}
+			hs[i] = h
+		}
+		defer killAll(hs)
+		if mode == "direct" {
+			g, err := actor.NewGroup(ctx, nccl.CPU, hs...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer g.Destroy(context.Background())
+		}
+		once := func(x int) {
+			ref := hs[0].Call("Fresh", x, size)
+			out := hs[1].Call("Consume", ref)
+			n, err := core.Get[int](ctx, out)
+			core.Free(ref)
+			core.Free(out)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if n != size {
+				b.Fatalf("the consumer saw %d bytes, want %d", n, size)
+			}
+		}
+		for i := range 10 {
+			once(i)
+		}
+		hist := hdrhistogram.New(histMin, histMax, 3)
+		b.SetBytes(int64(size))
+		iters := b.Iterations()
+		b.ResetTimer()
+		prev := time.Now()
+		for i := range iters {
+			once(i)
+			now := time.Now()
+			hist.RecordValue(min(max(int64(now.Sub(prev)), histMin), histMax))
+			prev = now
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(hist.ValueAtQuantile(50)), unitP50)
+		b.ReportMetric(float64(hist.ValueAtQuantile(99)), unitP99)
+	}
+}
+
 func tensorTransportBody(transport string, size int) func(B) {
 	return func(b B) {
 		ctx, cancel := runContext(b)
@@ -178,6 +263,12 @@ func init() {
 		RegisterRow(Row{Case: "TensorTransport/cpu_comm/" + s.name, Baseline: "Memcpy/" + s.name, Kind: Bandwidth})
 		RegisterRow(Row{Case: "TensorTransport/shm/" + s.name, Baseline: "Memcpy/" + s.name, Kind: Bandwidth})
 		RegisterRow(Row{Case: "TensorTransport/cpu_comm/" + s.name, Baseline: "TensorTransport/shm/" + s.name, Kind: Latency})
+	}
+	for _, s := range sizes {
+		for _, mode := range []string{"direct", "object"} {
+			Register(NewCase("DirectTransport/"+mode+"/"+s.name, directBody(mode, s.bytes)))
+		}
+		RegisterRow(Row{Case: "DirectTransport/direct/" + s.name, Baseline: "DirectTransport/object/" + s.name, Kind: Latency})
 	}
 	// On a GPU machine: a device tensor over the nccl backend. (Registered
 	// only there, so that no run elsewhere lists a case it cannot run.)
