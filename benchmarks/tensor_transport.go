@@ -23,9 +23,12 @@ import (
 //	TensorTransport/cpu_comm/{100KB,16MiB}  an NCCL edge on the CPU communicator:
 //	                                        metadata through the ring, data through the communicator
 //	TensorTransport/shm/{100KB,16MiB}       the tensor encoded into the shared-memory ring
+//	TensorTransport/nccl/{100KB,16MiB}      on a GPU machine: a device tensor over the nccl backend,
+//	                                        two actors sharing the GPU (NCCL_MULTI_RANK_GPU_ENABLE=1)
+//	TensorTransport/cuda_ipc/{100KB,16MiB}  on a GPU machine: the same through a CUDA IPC staging buffer
 //
-// Memcpy/{100KB,16MiB} beside them is the copy bandwidth of this machine.
-// (On a GPU the nccl variant moves a device tensor; see docs/GPU.md.)
+// Memcpy/{100KB,16MiB} beside them is the copy bandwidth of this machine;
+// cuda's BenchmarkCopy gives the GPU's (docs/GPU.md).
 
 // tensorStage produces one tensor again and again, or consumes one.
 type tensorStage struct{ t *tensor.Tensor }
@@ -179,7 +182,7 @@ func tensorTransportBody(transport string, size int) func(B) {
 		rt := sharedRuntime(b)
 		hs := make([]*actor.Handle, 2)
 		class, produce, consume := tensorStageClass, "Produce", "Consume"
-		if transport == "nccl" {
+		if transport == "nccl" || transport == "cuda_ipc" { // two actors on the one GPU
 			class, produce, consume = class.Options(core.NumGPUs(0.5)), "ProduceOnGPU", "ConsumeOnGPU"
 		}
 		for i := range hs {
@@ -203,6 +206,9 @@ func tensorTransportBody(transport string, size int) func(B) {
 		switch transport {
 		case "nccl":
 			p.WithTensorTransport(dag.NCCL)
+			opts = append(opts, dag.BufferSize(64<<10))
+		case "cuda_ipc":
+			p.WithTensorTransport(dag.CUDAIPC)
 			opts = append(opts, dag.BufferSize(64<<10))
 		case "cpu_comm":
 			p.WithTensorTransport(dag.NCCL)
@@ -274,8 +280,10 @@ func init() {
 	// only there, so that no run elsewhere lists a case it cannot run.)
 	if n, err := cuda.DeviceCount(); err == nil && n > 0 {
 		for _, s := range sizes {
-			Register(NewCase("TensorTransport/nccl/"+s.name, tensorTransportBody("nccl", s.bytes)))
-			RegisterRow(Row{Case: "TensorTransport/nccl/" + s.name, Baseline: "TensorTransport/cpu_comm/" + s.name, Kind: Latency})
+			for _, tr := range []string{"nccl", "cuda_ipc"} {
+				Register(NewCase("TensorTransport/"+tr+"/"+s.name, tensorTransportBody(tr, s.bytes)))
+				RegisterRow(Row{Case: "TensorTransport/" + tr + "/" + s.name, Baseline: "TensorTransport/cpu_comm/" + s.name, Kind: Latency})
+			}
 		}
 	}
 }

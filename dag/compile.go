@@ -185,6 +185,7 @@ type ringPlan struct {
 	writer  int    // actor index, or driver
 	readers []int  // actor indexes, or driver; each once
 	typ     reflect.Type
+	ipc     bool // device tensors go through CUDA IPC (see useIPC)
 }
 
 func (r *ringPlan) readerIndex(actor int) int { return slices.Index(r.readers, actor) }
@@ -474,8 +475,8 @@ func buildPlan(out Node, gpus gpuInfo) (*plan, error) {
 		if m.h == nil {
 			return nil, compileError("%s: nil actor handle", describe(m))
 		}
-		if m.transport < Auto || m.transport > NCCL {
-			return nil, compileError("%s: unknown transport %v: use dag.Auto, dag.SharedMemory or dag.NCCL", describe(m), m.transport)
+		if m.transport < Auto || m.transport > CUDAIPC {
+			return nil, compileError("%s: unknown transport %v: use dag.Auto, dag.SharedMemory, dag.NCCL or dag.CUDAIPC", describe(m), m.transport)
 		}
 		id, class, _, err := bridge.HandleInfo(m.h)
 		if err != nil {
@@ -598,7 +599,7 @@ func buildPlan(out Node, gpus gpuInfo) (*plan, error) {
 		switch k.node.transport {
 		case NCCL:
 			return true, nil
-		case SharedMemory:
+		case SharedMemory, CUDAIPC:
 			return false, nil
 		}
 		if opOf[k.node].fn.Out[k.index] != tensorPtrType || gpus == nil {
@@ -730,6 +731,13 @@ func buildPlan(out Node, gpus gpuInfo) (*plan, error) {
 	if len(p.rings[0].readers) == 0 {
 		return nil, compileError("no call reads the Input()")
 	}
+	for k, r := range ringOf {
+		ipc, err := useIPC(p, k, r, opOf[k.node].fn.Out[k.index], gpusOf)
+		if err != nil {
+			return nil, err
+		}
+		p.rings[r].ipc = ipc
+	}
 	for _, ap := range p.actors {
 		ap.ops[0].locals = ap.locals
 	}
@@ -738,6 +746,44 @@ func buildPlan(out Node, gpus gpuInfo) (*plan, error) {
 	}
 	schedule(p, order, actorOf, opOf)
 	return p, nil
+}
+
+// useIPC says whether ring r, which carries result k, moves device tensors
+// through CUDA IPC: asked for (CUDAIPC), or Auto between actors that hold
+// the same GPU. The driver holds no GPU: a graph output never does.
+func useIPC(p *plan, k valueKey, r int, typ reflect.Type, gpusOf func(int) ([]int, error)) (bool, error) {
+	rp := p.rings[r]
+	toDriver := slices.Contains(rp.readers, driver)
+	switch k.node.transport {
+	case CUDAIPC:
+		if typ != tensorPtrType {
+			return false, compileError("%s: a CUDA IPC edge carries a *tensor.Tensor, but it gives %v: return a *tensor.Tensor, or use dag.SharedMemory", describe(k.node), typ)
+		}
+		if toDriver {
+			return false, compileError("the output %s is on a CUDA IPC edge, but the driver holds no GPU: use dag.Auto or dag.SharedMemory for it", describe(k.node))
+		}
+		return true, nil
+	case Auto:
+	default:
+		return false, nil
+	}
+	if typ != tensorPtrType || toDriver || p.gpus == nil {
+		return false, nil
+	}
+	gp, err := gpusOf(rp.writer)
+	if err != nil || len(gp) == 0 {
+		return false, err
+	}
+	for _, a := range rp.readers {
+		ga, err := gpusOf(a)
+		if err != nil {
+			return false, err
+		}
+		if !slices.Equal(ga, gp) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // planCollective checks a collective and gives each participant its input

@@ -207,7 +207,7 @@ func (g *CompiledDAG) commIDs(ctx context.Context) ([][]byte, error) {
 
 func (g *CompiledDAG) loopSpec(ai int, commIDs [][]byte) (loopSpec, error) {
 	a := g.p.actors[ai]
-	spec := loopSpec{Graph: g.id, Locals: a.locals, Profile: g.cfg.profile}
+	spec := loopSpec{Graph: g.id, Locals: a.locals, Profile: g.cfg.profile, Slots: g.cfg.maxInflight}
 	readIdx := map[int]int{}
 	writeIdx := map[int]int{}
 	read := func(r int) int {
@@ -253,7 +253,7 @@ func (g *CompiledDAG) loopSpec(ai int, commIDs [][]byte) (loopSpec, error) {
 			if o.ring >= 0 {
 				w = write(o.ring)
 			}
-			os.Outs = append(os.Outs, outSpec{Write: w, Local: o.local})
+			os.Outs = append(os.Outs, outSpec{Write: w, Local: o.local, IPC: o.ring >= 0 && g.p.rings[o.ring].ipc})
 		}
 		spec.Ops = append(spec.Ops, os)
 	}

@@ -120,13 +120,18 @@ func (in *InputNode) Key(k string) Node {
 type Transport int
 
 const (
-	// Auto: NCCL between actors on different GPUs, shared memory
-	// otherwise.
+	// Auto: NCCL between actors on different GPUs, CUDA IPC between
+	// actors on the same GPU, shared memory otherwise.
 	Auto Transport = iota
 	// SharedMemory: the value is encoded into the shared-memory ring.
 	SharedMemory
 	// NCCL: metadata through the ring, data through a communicator.
 	NCCL
+	// CUDAIPC: for actors on one GPU, the producer copies a device tensor
+	// into a staging buffer of its GPU and the readers copy it out through
+	// a CUDA IPC handle (metadata and handle through the ring); a host
+	// tensor travels as SharedMemory does.
+	CUDAIPC
 )
 
 func (t Transport) String() string {
@@ -137,6 +142,8 @@ func (t Transport) String() string {
 		return "shm"
 	case NCCL:
 		return "nccl"
+	case CUDAIPC:
+		return "cuda_ipc"
 	}
 	return fmt.Sprintf("Transport(%d)", int(t))
 }

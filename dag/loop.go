@@ -13,6 +13,7 @@ import (
 
 	"github.com/goray/goray/channel"
 	"github.com/goray/goray/core"
+	"github.com/goray/goray/cuda"
 	"github.com/goray/goray/internal/codec"
 	"github.com/goray/goray/internal/errs"
 	"github.com/goray/goray/internal/rpc"
@@ -52,6 +53,7 @@ type loopSpec struct {
 	Sends   []sendSpec
 	Recvs   []recvSpec
 	Colls   []collSpec
+	Slots   int // each ring's slots (MaxInflight): a CUDA IPC edge's staging buffers
 }
 
 type stepSpec struct {
@@ -117,8 +119,9 @@ type argSpec struct {
 }
 
 type outSpec struct {
-	Write int // index into Writes, or -1
-	Local int // or -1
+	Write int  // index into Writes, or -1
+	Local int  // or -1
+	IPC   bool // a device tensor goes through CUDA IPC
 }
 
 var (
@@ -327,6 +330,8 @@ type loop struct {
 	owned     []*tensor.Tensor // device tensors this execution allocated: freed when it ends
 	enc       []byte
 	flags     []*tensor.Tensor // per communicator: the collectives' agreement flag
+	staging   []*ipcStaging    // per writer: CUDA IPC staging buffers
+	opened    map[cuda.IpcMemHandle]cuda.Ptr
 }
 
 type value struct {
@@ -343,6 +348,8 @@ func (l *loop) run(ctx, mctx context.Context) (failed bool) {
 	l.frameBufs = make([][][]byte, len(l.readers))
 	l.locals = make([]value, l.spec.Locals)
 	l.flags = make([]*tensor.Tensor, len(l.comms))
+	l.staging = make([]*ipcStaging, len(l.writers))
+	l.opened = map[cuda.IpcMemHandle]cuda.Ptr{}
 	mctxV := reflect.ValueOf(&mctx).Elem() // typed context.Context: the call need not check the interface again
 	for i := range l.ops {
 		op := &l.ops[i]
@@ -356,6 +363,7 @@ func (l *loop) run(ctx, mctx context.Context) (failed bool) {
 		}
 	}
 	defer l.closeComms()
+	defer l.closeIPC()
 	defer l.freeOwned()
 	for exec := uint64(0); ; exec++ {
 		clear(l.got)
@@ -445,6 +453,15 @@ func (l *loop) compute(ctx, mctx context.Context, exec uint64, op *resolvedOp) e
 				failed = decodeErrorInfo(data[1:])
 				break
 			}
+			if data[0] == tagIPC {
+				t, err := l.readIPC(data[1:])
+				if err != nil {
+					failed = sysError(rpc.ErrorKind_ERROR_SYSTEM, fmt.Sprintf("%s argument %d: %v", op.name, j+1, err))
+					break
+				}
+				args[j] = reflect.ValueOf(t)
+				continue
+			}
 			data = data[1:]
 			if argKind(a.Kind) == argInput {
 				if l.attrs[a.Read] == nil {
@@ -508,6 +525,8 @@ func (l *loop) compute(ctx, mctx context.Context, exec uint64, op *resolvedOp) e
 		var err error
 		if failed != nil {
 			err = writeError(ctx, l.writers[out.Write], failed)
+		} else if out.IPC {
+			err = l.writeIPC(ctx, out.Write, l.writers[out.Write], rv)
 		} else {
 			l.enc, err = writeValue(ctx, l.writers[out.Write], rv, l.enc)
 			if errors.Is(err, errs.ErrBadArgument) {

@@ -454,3 +454,44 @@ func TestCustomCommunicator(t *testing.T) {
 type unregistered struct{ nccl.Backend }
 
 func (unregistered) Name() string { return "nobody-registered-me" }
+
+// A CUDA IPC edge carries a host tensor as an ordinary value (device
+// tensors need a GPU: TestCUDAIPCEdgeOnGPU).
+func TestCUDAIPCEdgeHostTensor(t *testing.T) {
+	hs := newShards(t, 2)
+	in := dag.Input()
+	a := dag.Bind(hs[0], "Make", in, 16).WithTensorTransport(dag.CUDAIPC)
+	g := compile(t, dag.Bind(hs[1], "Values", a))
+	assert.Contains(t, g.Visualize(), `[label="cuda_ipc"]`)
+	for x := range 3 {
+		require.Equal(t, ramp(float32(x), 16, 1), run[[]float32](t, g, x))
+	}
+	ctx := testCtx(t)
+	in = dag.Input()
+	_, err := dag.Compile(ctx, dag.Bind(hs[0], "Make", in, 4).WithTensorTransport(dag.CUDAIPC))
+	require.ErrorContains(t, err, "the driver holds no GPU")
+	in = dag.Input()
+	_, err = dag.Compile(ctx, dag.Bind(hs[1], "Count", dag.Bind(hs[0], "Count", in).WithTensorTransport(dag.CUDAIPC)))
+	require.ErrorContains(t, err, "a CUDA IPC edge carries a *tensor.Tensor")
+}
+
+// On a GPU machine: two actors sharing the one GPU; Auto picks CUDA IPC.
+func TestCUDAIPCEdgeOnGPU(t *testing.T) {
+	if n, err := cuda.DeviceCount(); err != nil || n == 0 {
+		t.Skipf("no GPU here (%v): this test runs on a GPU machine (docs/GPU.md)", err)
+	}
+	hs := make([]*actor.Handle, 2)
+	for i := range hs {
+		h, err := shardClass.Options(core.NumGPUs(0.5)).Remote(rt, i)
+		require.NoError(t, err)
+		hs[i] = h
+		t.Cleanup(func() { actor.Kill(h, true) })
+	}
+	in := dag.Input()
+	a := dag.Bind(hs[0], "MakeOnGPU", in, 1<<16)
+	g := compile(t, dag.Bind(hs[1], "HostValues", a), dag.MaxInflight(3))
+	assert.Contains(t, g.Visualize(), `[label="cuda_ipc"]`)
+	for x := range 8 { // more executions than slots: staging buffers are reused
+		require.Equal(t, ramp(float32(x), 1<<16, 1), run[[]float32](t, g, x))
+	}
+}

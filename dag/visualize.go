@@ -64,7 +64,11 @@ func visualize(p *plan) string {
 			for _, ap := range op.args {
 				switch ap.kind {
 				case argRing:
-					fmt.Fprintf(&b, "  %s -> %s [label=\"shm\"];\n", src[ap.ring], name(ai, oi))
+					lbl := "shm"
+					if p.rings[ap.ring].ipc {
+						lbl = "cuda_ipc"
+					}
+					fmt.Fprintf(&b, "  %s -> %s [label=%q];\n", src[ap.ring], name(ai, oi), lbl)
 				case argInput:
 					lbl := "shm"
 					if attr := p.attrs[ap.attr]; !attr.whole {
