@@ -362,7 +362,8 @@ func (g *CompiledDAG) Execute(ctx context.Context, args ...any) (*Future, error)
 			return nil, g.closedErr("execute")
 		}
 	}
-	g.buf = append(g.buf[:0], tagValue)
+	g.buf = append(g.buf[:0], make([]byte, msgHdr)...)
+	putHeader(g.buf, tagValue)
 	g.buf = appendFrames(g.buf, frames)
 	wctx, cancel := g.timeout(ctx, g.cfg.submitTimeout)
 	defer cancel()
@@ -689,24 +690,24 @@ func (g *CompiledDAG) settle() {
 }
 
 func decodeOutput(data []byte, typ reflect.Type) (any, error) {
-	if len(data) == 0 {
-		return nil, errors.New("dag: an empty message on an output channel")
+	if len(data) < msgHdr {
+		return nil, fmt.Errorf("dag: a message of %d bytes on an output channel", len(data))
 	}
 	if data[0] == tagError {
-		info := decodeErrorInfo(data[1:])
+		info := decodeErrorInfo(data[msgHdr:])
 		return nil, worker.ErrorFromInfo(info)
 	}
 	if typ == nil {
 		typ = reflect.TypeFor[any]()
 	}
-	v, err := codec.Decode(data[1:], typ)
+	v, err := codec.Decode(data[msgHdr:], typ)
 	if err != nil {
 		return nil, fmt.Errorf("dag: decode a result as %v: %w", typ, err)
 	}
 	if !v.IsValid() {
 		return nil, nil
 	}
-	if codec.IsRaw(data[1:]) {
+	if codec.IsRaw(data[msgHdr:]) {
 		// A raw slice or tensor aliases the ring's slot, which is reused:
 		// copy it.
 		switch x := v.Interface().(type) {

@@ -44,7 +44,7 @@ func (l *loop) writeIPC(ctx context.Context, wi int, w *channel.RingWriter, v re
 		return err
 	}
 	m := t.Meta()
-	buf, err := w.Reserve(ctx, 1+tensor.MetaSize(len(m.Shape))+len(cuda.IpcMemHandle{}))
+	buf, err := w.Reserve(ctx, msgHdr+tensor.MetaSize(len(m.Shape))+len(cuda.IpcMemHandle{}))
 	if err != nil {
 		return err
 	}
@@ -74,15 +74,15 @@ func (l *loop) writeIPC(ctx context.Context, wi int, w *channel.RingWriter, v re
 			return fmt.Errorf("copy %s to its CUDA IPC staging buffer: %w", t, err)
 		}
 	}
-	buf[0] = tagIPC
-	out := tensor.AppendMeta(buf[1:1], m)
-	copy(buf[1+len(out):], b.handle[:])
+	putHeader(buf, tagIPC)
+	out := tensor.AppendMeta(buf[msgHdr:msgHdr], m)
+	copy(buf[msgHdr+len(out):], b.handle[:])
 	return w.Commit(channel.KindData)
 }
 
-// readIPC copies a tensor out of a producer's staging buffer into a new
-// tensor on this process's GPU, freed when the execution ends.
-func (l *loop) readIPC(data []byte) (*tensor.Tensor, error) {
+// readIPC copies a tensor out of a producer's staging buffer into a
+// tensor of this process's GPU, reused by the next execution (see reuse).
+func (l *loop) readIPC(reader int, data []byte) (*tensor.Tensor, error) {
 	m, n, err := tensor.ParseMeta(data)
 	if err != nil {
 		return nil, err
@@ -100,11 +100,10 @@ func (l *loop) readIPC(data []byte) (*tensor.Tensor, error) {
 		}
 		l.opened[h] = src
 	}
-	t, err := tensor.Empty(m.DType, tensor.CUDA(dev), m.Shape...)
+	t, err := reuse(&l.ipcBufs[reader], tensor.CUDA(dev), m.DType, m.Shape)
 	if err != nil {
 		return nil, err
 	}
-	l.owned = append(l.owned, t)
 	if t.NumBytes() > 0 {
 		if err := cuda.CopyDevice(dev, cuda.Ptr(t.DevicePtr()), src, t.NumBytes()); err != nil {
 			return nil, fmt.Errorf("copy a tensor out of a CUDA IPC buffer: %w", err)
@@ -134,4 +133,7 @@ func (l *loop) closeIPC() {
 		}
 	}
 	clear(l.staging)
+	for _, t := range l.ipcBufs {
+		t.Free()
+	}
 }

@@ -32,13 +32,23 @@ import (
 // call the method, write each result to its ring or keep it for a later
 // call of the same actor.
 
-// Messages on a graph's rings: a tag byte, then the value's codec
-// encoding, a protobuf ErrorInfo, or (the input) the encoded attributes.
+// Messages on a graph's rings: an 8-byte header (a tag byte, then zeros),
+// then the value's codec encoding, a protobuf ErrorInfo, or (the input)
+// the encoded attributes. The header keeps the payload 8-byte aligned in
+// the slot, so numeric slices and tensors decode without a copy.
 const (
 	tagValue  byte = 0
 	tagError  byte = 1
 	tagTensor byte = 2 // an NCCL edge's metadata (tensor.AppendMeta); the data follows through the communicator
+
+	msgHdr = 8
 )
+
+// putHeader writes a message header into the first msgHdr bytes of buf.
+func putHeader(buf []byte, tag byte) {
+	buf[0] = tag
+	clear(buf[1:msgHdr])
+}
 
 // loopSpec is an actor's part of a compiled graph, as sent to it.
 type loopSpec struct {
@@ -327,7 +337,9 @@ type loop struct {
 	attrs     [][][]byte
 	frameBufs [][][]byte
 	locals    []value
-	owned     []*tensor.Tensor // device tensors this execution allocated: freed when it ends
+	recvBufs  []*tensor.Tensor // per receive step: the tensor it receives into, reused
+	collBufs  []*tensor.Tensor // per collective step: its result, reused
+	ipcBufs   []*tensor.Tensor // per reader: the tensor a CUDA IPC edge copies into, reused
 	enc       []byte
 	flags     []*tensor.Tensor // per communicator: the collectives' agreement flag
 	staging   []*ipcStaging    // per writer: CUDA IPC staging buffers
@@ -349,6 +361,9 @@ func (l *loop) run(ctx, mctx context.Context) (failed bool) {
 	l.locals = make([]value, l.spec.Locals)
 	l.flags = make([]*tensor.Tensor, len(l.comms))
 	l.staging = make([]*ipcStaging, len(l.writers))
+	l.recvBufs = make([]*tensor.Tensor, len(l.spec.Recvs))
+	l.collBufs = make([]*tensor.Tensor, len(l.spec.Colls))
+	l.ipcBufs = make([]*tensor.Tensor, len(l.readers))
 	l.opened = map[cuda.IpcMemHandle]cuda.Ptr{}
 	mctxV := reflect.ValueOf(&mctx).Elem() // typed context.Context: the call need not check the interface again
 	for i := range l.ops {
@@ -364,7 +379,6 @@ func (l *loop) run(ctx, mctx context.Context) (failed bool) {
 	}
 	defer l.closeComms()
 	defer l.closeIPC()
-	defer l.freeOwned()
 	for exec := uint64(0); ; exec++ {
 		clear(l.got)
 		clear(l.attrs)
@@ -377,9 +391,9 @@ func (l *loop) run(ctx, mctx context.Context) (failed bool) {
 			case stepSend:
 				err = l.send(ctx, exec, &l.spec.Sends[st.Index])
 			case stepRecv:
-				err = l.recv(ctx, exec, &l.spec.Recvs[st.Index])
+				err = l.recv(ctx, exec, st.Index)
 			case stepCollective:
-				err = l.collective(ctx, exec, &l.spec.Colls[st.Index])
+				err = l.collective(ctx, exec, st.Index)
 			}
 			if err != nil {
 				l.release()
@@ -390,7 +404,6 @@ func (l *loop) run(ctx, mctx context.Context) (failed bool) {
 			}
 		}
 		l.release()
-		l.freeOwned()
 	}
 }
 
@@ -445,16 +458,16 @@ func (l *loop) compute(ctx, mctx context.Context, exec uint64, op *resolvedOp) e
 			if err != nil {
 				return err
 			}
-			if len(data) == 0 {
-				failed = sysError(rpc.ErrorKind_ERROR_SYSTEM, "an empty message on a graph channel")
+			if len(data) < msgHdr {
+				failed = sysError(rpc.ErrorKind_ERROR_SYSTEM, fmt.Sprintf("a message of %d bytes on a graph channel", len(data)))
 				break
 			}
 			if data[0] == tagError {
-				failed = decodeErrorInfo(data[1:])
+				failed = decodeErrorInfo(data[msgHdr:])
 				break
 			}
 			if data[0] == tagIPC {
-				t, err := l.readIPC(data[1:])
+				t, err := l.readIPC(a.Read, data[msgHdr:])
 				if err != nil {
 					failed = sysError(rpc.ErrorKind_ERROR_SYSTEM, fmt.Sprintf("%s argument %d: %v", op.name, j+1, err))
 					break
@@ -462,7 +475,7 @@ func (l *loop) compute(ctx, mctx context.Context, exec uint64, op *resolvedOp) e
 				args[j] = reflect.ValueOf(t)
 				continue
 			}
-			data = data[1:]
+			data = data[msgHdr:]
 			if argKind(a.Kind) == argInput {
 				if l.attrs[a.Read] == nil {
 					fr, err := splitFrames(l.frameBufs[a.Read][:0], data)
@@ -552,14 +565,6 @@ func (l *loop) release() {
 	}
 }
 
-func (l *loop) freeOwned() {
-	for _, t := range l.owned {
-		t.Free()
-	}
-	clear(l.owned)
-	l.owned = l.owned[:0]
-}
-
 // fail ends the loop after a channel or communicator error. A peer that
 // died (or a communicator that failed) is reported downstream as the
 // graph's end (the driver tears the graph down); a closed channel is a
@@ -598,12 +603,12 @@ func writeError(ctx context.Context, w *channel.RingWriter, info *rpc.ErrorInfo)
 	if err != nil {
 		return err
 	}
-	buf, err := w.Reserve(ctx, 1+len(b))
+	buf, err := w.Reserve(ctx, msgHdr+len(b))
 	if err != nil {
 		return err
 	}
-	buf[0] = tagError
-	copy(buf[1:], b)
+	putHeader(buf, tagError)
+	copy(buf[msgHdr:], b)
 	return w.Commit(channel.KindData)
 }
 
@@ -617,38 +622,53 @@ func writeValue(ctx context.Context, w *channel.RingWriter, v reflect.Value, scr
 	if err != nil {
 		return scratch, fmt.Errorf("%w: %w", errs.ErrBadArgument, err)
 	}
-	buf, err := w.Reserve(ctx, 1+e.Size())
+	buf, err := w.Reserve(ctx, msgHdr+e.Size())
 	if err != nil {
 		return scratch, err
 	}
-	buf[0] = tagValue
-	e.WriteTo(buf[1:])
+	putHeader(buf, tagValue)
+	e.WriteTo(buf[msgHdr:])
 	return scratch, w.Commit(channel.KindData)
 }
 
-// The input message: the attributes' encodings, each with its length.
+// The input message, after its header: the number of attributes, then
+// each attribute's encoding with its length, all as 8-byte little-endian
+// words and each encoding padded to 8 bytes, so every attribute starts
+// 8-byte aligned.
 func appendFrames(dst []byte, frames []codec.Encoded) []byte {
-	dst = binary.AppendUvarint(dst, uint64(len(frames)))
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(len(frames)))
 	for _, f := range frames {
-		dst = binary.AppendUvarint(dst, uint64(f.Size()))
+		n := f.Size()
+		dst = binary.LittleEndian.AppendUint64(dst, uint64(n))
 		dst = f.AppendTo(dst)
+		for range (8 - n%8) % 8 {
+			dst = append(dst, 0)
+		}
 	}
 	return dst
 }
 
 func splitFrames(out [][]byte, b []byte) ([][]byte, error) {
-	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)) {
+	if len(b) < 8 {
 		return nil, errors.New("a malformed graph input (attribute count)")
 	}
-	b = b[k:]
+	n := binary.LittleEndian.Uint64(b)
+	b = b[8:]
+	if n > uint64(len(b))/8 {
+		return nil, errors.New("a malformed graph input (attribute count)")
+	}
 	for range n {
-		l, k := binary.Uvarint(b)
-		if k <= 0 || l > uint64(len(b)-k) {
+		if len(b) < 8 {
 			return nil, errors.New("a malformed graph input (attribute length)")
 		}
-		out = append(out, b[k:k+int(l)])
-		b = b[k+int(l):]
+		l := binary.LittleEndian.Uint64(b)
+		b = b[8:]
+		padded := l + (8-l%8)%8
+		if l > uint64(len(b)) || padded > uint64(len(b)) {
+			return nil, errors.New("a malformed graph input (attribute length)")
+		}
+		out = append(out, b[:l:l])
+		b = b[padded:]
 	}
 	return out, nil
 }

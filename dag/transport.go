@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -112,20 +113,30 @@ func (l *loop) checkDevice(c int, t *tensor.Tensor) error {
 	return nil
 }
 
-// alloc makes a tensor the communicator c writes into: on this rank's GPU
-// when like is a device tensor, else on the host.
-func (l *loop) alloc(c int, like tensor.Device, dtype tensor.DType, shape []int) (*tensor.Tensor, error) {
-	d := tensor.CPU
+// deviceFor is where communicator c's received tensors go: this rank's
+// GPU when the sender's tensor was on a GPU, else the host.
+func (l *loop) deviceFor(c int, like tensor.Device) tensor.Device {
 	if like.IsCUDA() {
-		d = tensor.CUDA(max(l.spec.Comms[c].Device, 0))
+		return tensor.CUDA(max(l.spec.Comms[c].Device, 0))
 	}
+	return tensor.CPU
+}
+
+// reuse returns the tensor in *slot when it has this dtype, shape and
+// device, or a new one it leaves there (freeing the old one). A received
+// tensor is valid until the next execution reaches the same step: a
+// method that keeps one copies it.
+func reuse(slot **tensor.Tensor, d tensor.Device, dtype tensor.DType, shape []int) (*tensor.Tensor, error) {
+	if t := *slot; t != nil && t.Device() == d && t.DType() == dtype && slices.Equal(t.Shape(), shape) {
+		return t, nil
+	}
+	(*slot).Free()
+	*slot = nil
 	t, err := tensor.Empty(dtype, d, shape...)
 	if err != nil {
 		return nil, err
 	}
-	if d.IsCUDA() {
-		l.owned = append(l.owned, t)
-	}
+	*slot = t
 	return t, nil
 }
 
@@ -153,12 +164,12 @@ func (l *loop) send(ctx context.Context, exec uint64, s *sendSpec) error {
 		return writeError(ctx, w, info)
 	}
 	m := t.Meta()
-	buf, err := w.Reserve(ctx, 1+tensor.MetaSize(len(m.Shape)))
+	buf, err := w.Reserve(ctx, msgHdr+tensor.MetaSize(len(m.Shape)))
 	if err != nil {
 		return err
 	}
-	buf[0] = tagTensor
-	tensor.AppendMeta(buf[1:1], m)
+	putHeader(buf, tagTensor)
+	tensor.AppendMeta(buf[msgHdr:msgHdr], m)
 	if err := w.Commit(channel.KindData); err != nil {
 		return err
 	}
@@ -174,7 +185,8 @@ func (l *loop) send(ctx context.Context, exec uint64, s *sendSpec) error {
 }
 
 // recv reads a value's metadata and receives its data into a new tensor.
-func (l *loop) recv(ctx context.Context, exec uint64, s *recvSpec) error {
+func (l *loop) recv(ctx context.Context, exec uint64, idx int) error {
+	s := &l.spec.Recvs[idx]
 	var t0 time.Time
 	if l.prof != nil {
 		t0 = time.Now()
@@ -184,20 +196,19 @@ func (l *loop) recv(ctx context.Context, exec uint64, s *recvSpec) error {
 		return err
 	}
 	switch {
-	case len(data) == 0:
-		l.locals[s.Local] = value{err: sysError(rpc.ErrorKind_ERROR_SYSTEM, "an empty message on a graph channel")}
-		return nil
+	case len(data) < msgHdr:
+		return fmt.Errorf("%s: a message of %d bytes on an NCCL edge's channel", s.Name, len(data))
 	case data[0] == tagError:
-		l.locals[s.Local] = value{err: decodeErrorInfo(data[1:])}
+		l.locals[s.Local] = value{err: decodeErrorInfo(data[msgHdr:])}
 		return nil
 	case data[0] != tagTensor:
 		return fmt.Errorf("%s: a message with tag %d on an NCCL edge's channel", s.Name, data[0])
 	}
-	m, _, err := tensor.ParseMeta(data[1:])
+	m, _, err := tensor.ParseMeta(data[msgHdr:])
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.Name, err)
 	}
-	t, err := l.alloc(s.Comm, m.Device, m.DType, m.Shape)
+	t, err := reuse(&l.recvBufs[idx], l.deviceFor(s.Comm, m.Device), m.DType, m.Shape)
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.Name, err)
 	}
@@ -214,7 +225,8 @@ func (l *loop) recv(ctx context.Context, exec uint64, s *recvSpec) error {
 // collective runs a collective step. The participants first agree (a
 // one-element max-allreduce) on whether any of them lacks a usable input,
 // so that they all run it or all skip it.
-func (l *loop) collective(ctx context.Context, exec uint64, s *collSpec) error {
+func (l *loop) collective(ctx context.Context, exec uint64, idx int) error {
+	s := &l.spec.Colls[idx]
 	var t0 time.Time
 	if l.prof != nil {
 		t0 = time.Now()
@@ -247,7 +259,7 @@ func (l *loop) collective(ctx context.Context, exec uint64, s *collSpec) error {
 	case collReduceScatter:
 		shape[0] /= comm.Size()
 	}
-	out, err := l.alloc(s.Comm, t.Device(), t.DType(), shape)
+	out, err := reuse(&l.collBufs[idx], l.deviceFor(s.Comm, t.Device()), t.DType(), shape)
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.Name, err)
 	}
@@ -332,9 +344,12 @@ func (l *loop) commErr(ctx context.Context, name string, err error) error {
 	return fmt.Errorf("%s: %w", name, err)
 }
 
-// closeComms releases the loop's communicators and flags.
+// closeComms releases the loop's flags and received tensors (startLoopFn
+// closes the communicators themselves).
 func (l *loop) closeComms() {
-	for _, f := range l.flags {
-		f.Free()
+	for _, ts := range [][]*tensor.Tensor{l.flags, l.recvBufs, l.collBufs} {
+		for _, t := range ts {
+			t.Free()
+		}
 	}
 }
