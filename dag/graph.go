@@ -20,10 +20,23 @@
 // error); every node ends in the output; an actor takes part in one live
 // graph at a time; MaxInflight executions may be unread at once.
 //
-// A []byte or numeric-slice argument that reaches a method through a
-// channel is read in place: it aliases the channel's shared memory for the
-// duration of the call, and is reused afterwards. Copy what the actor
+// A []byte, numeric-slice or tensor argument that reaches a method through
+// a channel is read in place: it aliases the channel's shared memory for
+// the duration of the call, and is reused afterwards. Copy what the actor
 // keeps. (Results that reach the driver are copied.)
+//
+// Tensors (*tensor.Tensor results) can take other paths between actors:
+// WithTensorTransport(NCCL) sends the metadata through the ring and the
+// data through a communicator (package nccl: the "nccl" backend over the
+// actors' GPUs by default, nccl.CPU or a registered backend of your own
+// with the Communicator option); CUDAIPC copies a device tensor through a
+// staging buffer shared by two actors on one GPU; Auto (the default) picks
+// NCCL between actors on different GPUs, CUDA IPC on one GPU, and shared
+// memory otherwise. AllReduce, AllGather and ReduceScatter are collective
+// nodes over tensors of different actors. Every actor runs its sends,
+// receives and collectives in one global order, so no graph deadlocks. A
+// received tensor is reused by the next execution: copy what the actor
+// keeps.
 package dag
 
 import (
