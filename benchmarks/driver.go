@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
 
 // B is what a benchmark body needs from whatever drives it: a *testing.B
@@ -151,4 +153,25 @@ func resultOf(name string, r testing.BenchmarkResult) Result {
 		res.BytesPerSec = float64(r.Bytes) * float64(r.N) / r.T.Seconds()
 	}
 	return res
+}
+
+// timeOps runs op Iterations() times under the timer and reports the p50
+// and p99 of the time from one completion to the next, and the ops/s.
+func timeOps(b B, op func(i int)) {
+	hist := hdrhistogram.New(histMin, histMax, 3)
+	iters := b.Iterations()
+	b.ResetTimer()
+	prev := time.Now()
+	for i := range iters {
+		op(i)
+		now := time.Now()
+		hist.RecordValue(min(max(int64(now.Sub(prev)), histMin), histMax))
+		prev = now
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(hist.ValueAtQuantile(50)), unitP50)
+	b.ReportMetric(float64(hist.ValueAtQuantile(99)), unitP99)
+	if e := b.Elapsed(); e > 0 {
+		b.ReportMetric(float64(iters)/e.Seconds(), unitMsgs)
+	}
 }

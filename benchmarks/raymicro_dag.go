@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
-
 	"github.com/goray/goray/actor"
 	"github.com/goray/goray/core"
 	"github.com/goray/goray/dag"
@@ -72,22 +70,11 @@ func dagLatencyBody(n int, build func(in *dag.InputNode, hs []*actor.Handle) dag
 				b.Fatal(err)
 			}
 		}
-		hist := hdrhistogram.New(histMin, histMax, 3)
-		iters := b.Iterations()
-		b.ResetTimer()
-		prev := time.Now()
-		for range iters {
+		timeOps(b, func(int) {
 			if err := dagOnce(ctx, g, msg); err != nil {
 				b.Fatal(err)
 			}
-			now := time.Now()
-			hist.RecordValue(min(max(int64(now.Sub(prev)), histMin), histMax))
-			prev = now
-		}
-		b.StopTimer()
-		b.ReportMetric(float64(hist.ValueAtQuantile(50)), unitP50)
-		b.ReportMetric(float64(hist.ValueAtQuantile(99)), unitP99)
-		b.ReportMetric(float64(iters)/b.Elapsed().Seconds(), unitMsgs)
+		})
 	}
 }
 

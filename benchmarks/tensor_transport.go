@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"time"
-
-	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/goray/goray/actor"
 	"github.com/goray/goray/core"
@@ -158,20 +155,8 @@ func directBody(mode string, size int) func(B) {
 		for i := range 10 {
 			once(i)
 		}
-		hist := hdrhistogram.New(histMin, histMax, 3)
 		b.SetBytes(int64(size))
-		iters := b.Iterations()
-		b.ResetTimer()
-		prev := time.Now()
-		for i := range iters {
-			once(i)
-			now := time.Now()
-			hist.RecordValue(min(max(int64(now.Sub(prev)), histMin), histMax))
-			prev = now
-		}
-		b.StopTimer()
-		b.ReportMetric(float64(hist.ValueAtQuantile(50)), unitP50)
-		b.ReportMetric(float64(hist.ValueAtQuantile(99)), unitP99)
+		timeOps(b, once)
 	}
 }
 
@@ -238,21 +223,8 @@ func tensorTransportBody(transport string, size int) func(B) {
 		for i := range 20 {
 			once(i)
 		}
-		hist := hdrhistogram.New(histMin, histMax, 3)
 		b.SetBytes(int64(size))
-		iters := b.Iterations()
-		b.ResetTimer()
-		prev := time.Now()
-		for i := range iters {
-			once(i)
-			now := time.Now()
-			hist.RecordValue(min(max(int64(now.Sub(prev)), histMin), histMax))
-			prev = now
-		}
-		b.StopTimer()
-		b.ReportMetric(float64(hist.ValueAtQuantile(50)), unitP50)
-		b.ReportMetric(float64(hist.ValueAtQuantile(99)), unitP99)
-		b.ReportMetric(float64(iters)/b.Elapsed().Seconds(), unitMsgs)
+		timeOps(b, once)
 	}
 }
 
