@@ -179,12 +179,29 @@ func (g *CompiledDAG) setup(ctx context.Context) error {
 		}
 		refs[ai] = bridge.SystemCall(a.h, bridge.FuncOf(startLoop), []any{spec}).([]*core.ObjectRef)[0]
 	}
+	// Every start at once: on the first failure, the others (which may
+	// wait in a communicator's join for the actor that failed) are
+	// cancelled, so that they let go at once.
+	errc := make(chan error, len(refs))
 	for ai, r := range refs {
-		if _, err := core.Get[bool](ctx, r); err != nil {
-			return fmt.Errorf("dag: compile: start the loop in actor %s: %w", g.p.actors[ai].label, err)
+		go func() {
+			_, err := core.Get[bool](ctx, r)
+			if err != nil {
+				err = fmt.Errorf("dag: compile: start the loop in actor %s: %w", g.p.actors[ai].label, err)
+			}
+			errc <- err
+		}()
+	}
+	var first error
+	for range refs {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			for _, o := range refs {
+				core.Cancel(o, false)
+			}
 		}
 	}
-	return nil
+	return first
 }
 
 // commIDs asks each communicator's first rank for a unique ID.

@@ -2,6 +2,7 @@ package dag_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -494,4 +495,33 @@ func TestCUDAIPCEdgeOnGPU(t *testing.T) {
 	for x := range 8 { // more executions than slots: staging buffers are reused
 		require.Equal(t, ramp(float32(x), 1<<16, 1), run[[]float32](t, g, x))
 	}
+}
+
+// failingBackend is the CPU backend whose rank 1 cannot join.
+type failingBackend struct{ nccl.Backend }
+
+func (failingBackend) Name() string { return "test-failing" }
+
+func (b failingBackend) Init(ctx context.Context, id nccl.UniqueID, rank, size, device int) (nccl.Communicator, error) {
+	if rank == 1 {
+		return nil, errors.New("rank 1 cannot join (test)")
+	}
+	return b.Backend.Init(ctx, id, rank, size, device)
+}
+
+func init() { nccl.Register(failingBackend{nccl.CPU}) }
+
+// A rank that cannot join fails Compile, and the rank waiting for it lets
+// go at once instead of holding its actor until the join's bound.
+func TestCommunicatorJoinFails(t *testing.T) {
+	hs := newShards(t, 2)
+	ctx := testCtx(t)
+	in := dag.Input()
+	a := dag.Bind(hs[0], "Make", in, 4).WithTensorTransport(dag.NCCL)
+	start := time.Now()
+	_, err := dag.Compile(ctx, dag.Bind(hs[1], "Values", a), dag.Communicator(failingBackend{nccl.CPU}))
+	require.ErrorContains(t, err, "rank 1 cannot join")
+	_, err = core.Get[int](ctx, hs[0].Call("Pid"))
+	require.NoError(t, err)
+	assert.Less(t, time.Since(start), 15*time.Second, "actor 0 was free again long before the join's 60 s bound")
 }
