@@ -413,14 +413,31 @@ func NewGroup(ctx context.Context, backend nccl.Backend, hs ...*Handle) (*Group,
 		}
 		refs[i] = ref
 	}
-	var errs []error
+	// All at once: on the first failure the other joins (which may wait
+	// for the actor that failed) are cancelled.
+	errc := make(chan error, len(refs))
 	for i, ref := range refs {
-		if _, err := core.Get[bool](ctx, ref); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", hs[i].Class(), err))
-		}
-		core.Free(ref)
+		go func() {
+			_, err := core.Get[bool](ctx, ref)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", hs[i].Class(), err)
+			}
+			errc <- err
+		}()
 	}
-	if err := errors.Join(errs...); err != nil {
+	var first error
+	for range refs {
+		if err := <-errc; err != nil && first == nil {
+			first = err
+			for _, r := range refs {
+				core.Cancel(r, false)
+			}
+		}
+	}
+	for _, r := range refs {
+		core.Free(r)
+	}
+	if err := first; err != nil {
 		g.Destroy(context.Background())
 		return nil, fmt.Errorf("actor: NewGroup: %w", err)
 	}
@@ -467,6 +484,11 @@ func directJoinFn(ctx context.Context, specs []pairSpec) (bool, error) {
 	var wg sync.WaitGroup
 	for i, s := range specs {
 		wg.Go(func() {
+			defer func() {
+				if errs[i] != nil {
+					cancel() // the other joins wait for nothing now
+				}
+			}()
 			b, err := nccl.Lookup(s.Backend)
 			if err != nil {
 				errs[i] = err

@@ -1,6 +1,8 @@
 package actor_test
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -101,4 +103,38 @@ func TestDirectTransportErrors(t *testing.T) {
 	_, err = actor.NewGroup(ctx, nil, a)
 	require.ErrorContains(t, err, "nccl.CPU")
 	require.Panics(t, func() { actor.DirectWorkerClass.KeepTensors("NoSuchMethod") })
+}
+
+// joinFailing is the CPU backend whose rank 1 cannot join.
+type joinFailing struct{ nccl.Backend }
+
+func (joinFailing) Name() string { return "actor-test-failing" }
+
+func (b joinFailing) Init(ctx context.Context, id nccl.UniqueID, rank, size, device int) (nccl.Communicator, error) {
+	if rank == 1 {
+		return nil, errors.New("rank 1 cannot join (test)")
+	}
+	return b.Backend.Init(ctx, id, rank, size, device)
+}
+
+func init() { nccl.Register(joinFailing{nccl.CPU}) }
+
+// A group one actor cannot join fails at once, and leaves the others free.
+func TestNewGroupJoinFails(t *testing.T) {
+	ctx := testCtx(t)
+	hs := make([]*actor.Handle, 2)
+	for i := range hs {
+		h, err := actor.DirectWorkerClass.Remote(rt, i)
+		require.NoError(t, err)
+		hs[i] = h
+		t.Cleanup(func() { actor.Kill(h, true) })
+	}
+	start := time.Now()
+	_, err := actor.NewGroup(ctx, joinFailing{nccl.CPU}, hs...)
+	require.ErrorContains(t, err, "rank 1 cannot join")
+	for _, h := range hs {
+		st := directState(t, h)
+		assert.Equal(t, int64(0), st[2], "no pair communicator left behind")
+	}
+	assert.Less(t, time.Since(start), 15*time.Second)
 }

@@ -60,6 +60,11 @@ func initComms(ctx context.Context, specs []commSpec) ([]nccl.Communicator, erro
 	var wg sync.WaitGroup
 	for i, cs := range specs {
 		wg.Go(func() {
+			defer func() {
+				if errs[i] != nil {
+					cancel() // the graph cannot start: the other joins wait for nothing now
+				}
+			}()
 			b, err := nccl.Lookup(cs.Backend)
 			if err != nil {
 				errs[i] = err
