@@ -253,6 +253,9 @@ func (c *cluster) close() error {
 	}
 	if c.raylet != nil {
 		errs = append(errs, c.raylet.Close(2*time.Second))
+		// The workers are gone: unlink what they could not (a killed
+		// actor's rings, a worker's channels to actors it called).
+		shm.CleanupStale()
 	}
 	if c.server != nil {
 		c.server.Stop()
