@@ -125,6 +125,16 @@ func (e *executor) host(ctx context.Context, req *rpc.HostActorRequest) *rpc.Err
 	if spec == nil || len(spec.ActorId) != ids.ActorIDSize {
 		return fail(rpc.ErrorKind_ERROR_BAD_ARGUMENT, "HostActor without an actor spec")
 	}
+	// A lease this worker served may still be winding down (the raylet
+	// counts it returned before its serving goroutine ends): wait for it.
+	select {
+	case e.busy <- struct{}{}:
+		<-e.busy
+	case <-ctx.Done():
+		return fail(rpc.ErrorKind_ERROR_SYSTEM, fmt.Sprintf("the worker still serves a lease: %v", ctx.Err()))
+	case <-e.stop:
+		return fail(rpc.ErrorKind_ERROR_SYSTEM, errs.ErrShutdown.Error())
+	}
 	e.mu.Lock()
 	busy := e.actor != nil || e.leaseID != ""
 	e.mu.Unlock()
