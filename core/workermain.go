@@ -115,10 +115,11 @@ func serveWorker() int {
 }
 
 // waitForExit blocks until the worker is told to exit (SIGTERM, SIGINT) or
-// its parent (the raylet's process) is gone.
+// its parent (the raylet's process) is gone (SIGHUP, its Pdeathsig, or
+// seen by polling).
 func waitForExit(parent shm.Process) int {
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
@@ -133,8 +134,15 @@ func waitForExit(parent shm.Process) int {
 	}
 	for {
 		select {
-		case <-sigs: // the raylet's stop, or its death (Pdeathsig)
-			orphaned()
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP { // the raylet's process died (Pdeathsig)
+				// It may still be exiting: wait until it is gone, so that
+				// the cleanup sees its segments as stale.
+				for deadline := time.Now().Add(5 * time.Second); parent.Alive() && time.Now().Before(deadline); {
+					time.Sleep(2 * time.Millisecond)
+				}
+			}
+			orphaned() // the raylet's stop (SIGTERM), or its death
 			return 0
 		case <-t.C:
 			if orphaned() {

@@ -239,9 +239,12 @@ func (r *Raylet) startWorkerLocked(job string) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	// SIGTERM, not SIGKILL: a worker whose raylet died removes what the
-	// raylet's process left in /dev/shm before it exits.
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
+	// SIGHUP, not SIGKILL: a worker whose raylet died removes what the
+	// raylet's process left in /dev/shm before it exits. (Not SIGTERM, the
+	// raylet's own stop: the worker must know to wait until its parent is
+	// gone for good, which a process killed with -9 is not yet when the
+	// signal arrives.)
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGHUP
 	cmd.SysProcAttr.Setpgid = true
 	w := &workerProc{id: id, cmd: cmd, state: starting, since: time.Now(), job: job}
 	r.workers[id] = w
