@@ -120,19 +120,11 @@ func resolveTensor(ctx context.Context, self ids.ActorID, data []byte, t reflect
 	if !isMarker(data) || !(t == tensorType || t.Kind() == reflect.Interface && tensorType.Implements(t)) {
 		return reflect.Value{}, false, nil
 	}
-	var m directRef
-	if err := codec.Unmarshal(data, &m); err != nil {
-		return reflect.Value{}, true, err
-	}
-	meta, _, err := tensor.ParseMeta(m.Meta)
+	m, meta, obj, err := parseMarker(data)
 	if err != nil {
 		return reflect.Value{}, true, err
 	}
-	obj, err := objectID(m.Object)
-	if err != nil {
-		return reflect.Value{}, true, err
-	}
-	out, err := fetchTensor(ctx, self, &m, obj, meta)
+	out, err := fetchTensor(ctx, self, m, obj, meta)
 	if err != nil {
 		return reflect.Value{}, true, fmt.Errorf("actor: the tensor %s kept by %s: %w", obj, m.Producer.Class(), err)
 	}
@@ -141,6 +133,30 @@ func resolveTensor(ctx context.Context, self ids.ActorID, data []byte, t reflect
 		v = v.Convert(t)
 	}
 	return v, true, nil
+}
+
+// parseMarker decodes a kept tensor's marker (bytes from the object store
+// or another process) and checks every field.
+func parseMarker(data []byte) (*directRef, tensor.Meta, ids.ObjectID, error) {
+	var m directRef
+	if err := codec.Unmarshal(data, &m); err != nil {
+		return nil, tensor.Meta{}, ids.ObjectID{}, fmt.Errorf("actor: a kept tensor's marker: %w", err)
+	}
+	if m.Producer == nil {
+		return nil, tensor.Meta{}, ids.ObjectID{}, errors.New("actor: a kept tensor's marker names no producer")
+	}
+	meta, n, err := tensor.ParseMeta(m.Meta)
+	if err == nil && n != len(m.Meta) {
+		err = fmt.Errorf("%d bytes after the metadata", len(m.Meta)-n)
+	}
+	if err != nil {
+		return nil, tensor.Meta{}, ids.ObjectID{}, fmt.Errorf("actor: a kept tensor's marker: %w", err)
+	}
+	obj, err := objectID(m.Object)
+	if err != nil {
+		return nil, tensor.Meta{}, ids.ObjectID{}, fmt.Errorf("actor: a kept tensor's marker: %w", err)
+	}
+	return &m, meta, obj, nil
 }
 
 func fetchTensor(ctx context.Context, self ids.ActorID, m *directRef, obj ids.ObjectID, meta tensor.Meta) (*tensor.Tensor, error) {

@@ -3,7 +3,10 @@ package actor
 import (
 	"context"
 	"sync/atomic"
+	"testing"
 
+	"github.com/goray/goray/internal/codec"
+	"github.com/goray/goray/internal/ids"
 	"github.com/goray/goray/tensor"
 )
 
@@ -53,3 +56,29 @@ func (w *DirectWorker) State(context.Context) ([]int64, error) {
 var DirectWorkerClass = Register("actor.DirectWorker", func(_ context.Context, rank int) (*DirectWorker, error) {
 	return &DirectWorker{rank: rank}, nil
 }).KeepTensors("Make")
+
+// FuzzParseMarker: a kept tensor's marker comes from the object store or
+// another process; whatever the bytes, parseMarker returns a checked marker
+// or an error, and never panics.
+func FuzzParseMarker(f *testing.F) {
+	good, err := codec.Marshal(&directRef{Producer: &Handle{class: DirectWorkerClass.c}, Object: make([]byte, len(ids.ObjectID{})),
+		Meta: tensor.AppendMeta(nil, tensor.Meta{DType: tensor.Float16, Shape: []int{2, 3}})})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(good[:len(good)-3])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, meta, _, err := parseMarker(b)
+		if err != nil {
+			return
+		}
+		if m.Producer == nil {
+			t.Fatal("a marker without a producer was accepted")
+		}
+		if _, err := meta.NumBytes(); err != nil {
+			t.Fatalf("accepted metadata with a bad size: %v", err)
+		}
+	})
+}
