@@ -495,33 +495,12 @@ func directJoinFn(ctx context.Context, specs []pairSpec) (bool, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	comms := make([]nccl.Communicator, len(specs))
-	errs := make([]error, len(specs))
-	var wg sync.WaitGroup
+	joins := make([]nccl.Join, len(specs))
 	for i, s := range specs {
-		wg.Go(func() {
-			defer func() {
-				if errs[i] != nil {
-					cancel() // the other joins wait for nothing now
-				}
-			}()
-			b, err := nccl.Lookup(s.Backend)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			var id nccl.UniqueID
-			copy(id[:], s.ID)
-			comms[i], errs[i] = b.Init(ctx, id, s.Rank, 2, device)
-		})
+		joins[i] = nccl.Join{Backend: s.Backend, ID: s.ID, Rank: s.Rank, Size: 2, Device: device}
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		for _, c := range comms {
-			if c != nil {
-				c.Close()
-			}
-		}
+	comms, err := nccl.JoinAll(ctx, joins)
+	if err != nil {
 		return false, err
 	}
 	dmu.Lock()

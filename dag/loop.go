@@ -341,7 +341,8 @@ type loop struct {
 	collBufs  []*tensor.Tensor // per collective step: its result, reused
 	ipcBufs   []*tensor.Tensor // per reader: the tensor a CUDA IPC edge copies into, reused
 	enc       []byte
-	flags     []*tensor.Tensor // per communicator: the collectives' agreement flag
+	flags     []*tensor.Tensor // per communicator: the collectives' agreement flag on its GPU (nccl)
+	hostFlags []*tensor.Tensor // per communicator: the same flag on the host
 	staging   []*ipcStaging    // per writer: CUDA IPC staging buffers
 	opened    map[cuda.IpcMemHandle]cuda.Ptr
 }
@@ -360,6 +361,7 @@ func (l *loop) run(ctx, mctx context.Context) (failed bool) {
 	l.frameBufs = make([][][]byte, len(l.readers))
 	l.locals = make([]value, l.spec.Locals)
 	l.flags = make([]*tensor.Tensor, len(l.comms))
+	l.hostFlags = make([]*tensor.Tensor, len(l.comms))
 	l.staging = make([]*ipcStaging, len(l.writers))
 	l.recvBufs = make([]*tensor.Tensor, len(l.spec.Recvs))
 	l.collBufs = make([]*tensor.Tensor, len(l.spec.Colls))

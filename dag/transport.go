@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
-	"sync"
 	"time"
 
 	"github.com/goray/goray/channel"
@@ -46,55 +44,16 @@ func commIDFn(ctx context.Context, backend string) ([]byte, error) {
 	return id[:], nil
 }
 
-// initComms joins every communicator of the spec at once (each Init
-// returns when all its ranks have joined, so they cannot be joined one by
-// one in an order the other actors do not share).
+// initComms joins every communicator of the spec at once (nccl.JoinAll),
+// within commInitTimeout.
 func initComms(ctx context.Context, specs []commSpec) ([]nccl.Communicator, error) {
-	if len(specs) == 0 {
-		return nil, nil
-	}
 	ctx, cancel := context.WithTimeout(ctx, commInitTimeout)
 	defer cancel()
-	comms := make([]nccl.Communicator, len(specs))
-	errs := make([]error, len(specs))
-	var wg sync.WaitGroup
+	joins := make([]nccl.Join, len(specs))
 	for i, cs := range specs {
-		wg.Go(func() {
-			defer func() {
-				if errs[i] != nil {
-					cancel() // the graph cannot start: the other joins wait for nothing now
-				}
-			}()
-			b, err := nccl.Lookup(cs.Backend)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			var id nccl.UniqueID
-			if len(cs.ID) != len(id) {
-				errs[i] = fmt.Errorf("communicator %d: a unique ID of %d bytes, want %d", i, len(cs.ID), len(id))
-				return
-			}
-			copy(id[:], cs.ID)
-			c, err := b.Init(ctx, id, cs.Rank, cs.Size, cs.Device)
-			if err != nil {
-				errs[i] = fmt.Errorf("join communicator %d (%s backend, rank %d of %d): %w", i, cs.Backend, cs.Rank, cs.Size, err)
-				return
-			}
-			comms[i] = c
-		})
+		joins[i] = nccl.Join{Backend: cs.Backend, ID: cs.ID, Rank: cs.Rank, Size: cs.Size, Device: cs.Device}
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		for _, c := range comms {
-			if c != nil {
-				c.Abort()
-				c.Close()
-			}
-		}
-		return nil, err
-	}
-	return comms, nil
+	return nccl.JoinAll(ctx, joins)
 }
 
 // stream is the CUDA stream a communicator's operations use: its device's
@@ -132,7 +91,7 @@ func (l *loop) deviceFor(c int, like tensor.Device) tensor.Device {
 // tensor is valid until the next execution reaches the same step: a
 // method that keeps one copies it.
 func reuse(slot **tensor.Tensor, d tensor.Device, dtype tensor.DType, shape []int) (*tensor.Tensor, error) {
-	if t := *slot; t != nil && t.Device() == d && t.DType() == dtype && slices.Equal(t.Shape(), shape) {
+	if t := *slot; t != nil && t.Device() == d && t.DType() == dtype && t.HasShape(shape) {
 		return t, nil
 	}
 	(*slot).Free()
@@ -189,7 +148,8 @@ func (l *loop) send(ctx context.Context, exec uint64, s *sendSpec) error {
 	return nil
 }
 
-// recv reads a value's metadata and receives its data into a new tensor.
+// recv reads a value's metadata and receives its data into the step's
+// tensor (see reuse).
 func (l *loop) recv(ctx context.Context, exec uint64, idx int) error {
 	s := &l.spec.Recvs[idx]
 	var t0 time.Time
@@ -309,11 +269,15 @@ func (l *loop) collCheck(s *collSpec, t *tensor.Tensor) string {
 // agree tells every rank whether any rank failed: the highest failed rank,
 // or -1.
 func (l *loop) agree(ctx context.Context, c int, failed bool) (int, error) {
-	flag := int32(0)
-	if failed {
-		flag = int32(l.comms[c].Rank() + 1)
+	if l.hostFlags[c] == nil {
+		l.hostFlags[c] = tensor.Zeros(tensor.Int32, 1)
 	}
-	host, _ := tensor.FromSlice([]int32{flag})
+	host := l.hostFlags[c]
+	hv, _ := tensor.As[int32](host)
+	hv[0] = 0
+	if failed {
+		hv[0] = int32(l.comms[c].Rank() + 1)
+	}
 	t := host
 	if l.comms[c].Backend() == "nccl" {
 		if l.flags[c] == nil {
@@ -336,8 +300,7 @@ func (l *loop) agree(ctx context.Context, c int, failed bool) (int, error) {
 			return -1, err
 		}
 	}
-	v, _ := tensor.As[int32](host)
-	return int(v[0]) - 1, nil
+	return int(hv[0]) - 1, nil
 }
 
 // commErr reports a communicator's failure: a stop when the loop is being

@@ -215,18 +215,21 @@ func (t *Tensor) Free() {
 	t.host, t.ptr = nil, 0
 }
 
-// SameMeta reports whether t and u have the same dtype and shape.
-func (t *Tensor) SameMeta(u *Tensor) bool {
-	if t.dtype != u.dtype || len(t.shape) != len(u.shape) {
+// HasShape reports whether t's shape is shape (without copying it).
+func (t *Tensor) HasShape(shape []int) bool {
+	if len(t.shape) != len(shape) {
 		return false
 	}
-	for i := range t.shape {
-		if t.shape[i] != u.shape[i] {
+	for i := range shape {
+		if t.shape[i] != shape[i] {
 			return false
 		}
 	}
 	return true
 }
+
+// SameMeta reports whether t and u have the same dtype and shape.
+func (t *Tensor) SameMeta(u *Tensor) bool { return t.dtype == u.dtype && t.HasShape(u.shape) }
 
 // String describes the tensor, as in "tensor(float16, [2 3], cuda:0)".
 func (t *Tensor) String() string {

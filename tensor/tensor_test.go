@@ -47,6 +47,9 @@ func TestFromSliceAliases(t *testing.T) {
 	_, err = tensor.As[int32](x)
 	assert.ErrorIs(t, err, tensor.ErrBadTensor)
 	assert.Equal(t, "tensor(float32, [2 3], cpu)", x.String())
+	assert.True(t, x.HasShape([]int{2, 3}))
+	assert.False(t, x.HasShape([]int{3, 2}))
+	assert.False(t, x.HasShape([]int{6}))
 
 	_, err = tensor.FromSlice(data, 4, 2)
 	assert.ErrorContains(t, err, "do not fill shape")
