@@ -62,17 +62,15 @@ func (l *loop) stream(c int) cuda.Stream {
 	return cuda.Default(max(l.spec.Comms[c].Device, 0))
 }
 
-// checkDevice says whether the communicator c can move t.
+// checkDevice says whether the communicator c can move t: a GPU tensor
+// for a DeviceCommunicator (nccl), a host tensor for any other (cpu).
 func (l *loop) checkDevice(c int, t *tensor.Tensor) error {
-	switch l.comms[c].Backend() {
-	case "cpu":
-		if t.Device().IsCUDA() {
-			return fmt.Errorf("%s is on %s, but the graph's communicator is the cpu backend: return host tensors, or compile without dag.Communicator(nccl.CPU)", t, t.Device())
-		}
-	case "nccl":
-		if !t.Device().IsCUDA() {
-			return fmt.Errorf("%s is on the host, but the nccl backend moves GPU tensors: move it to the GPU (ToDevice), or compile with dag.Communicator(nccl.CPU)", t)
-		}
+	_, onGPU := l.comms[c].(nccl.DeviceCommunicator)
+	switch {
+	case onGPU && !t.Device().IsCUDA():
+		return fmt.Errorf("%s is on the host, but the %s backend moves GPU tensors: move it to the GPU (ToDevice), or compile with dag.Communicator(nccl.CPU)", t, l.comms[c].Backend())
+	case !onGPU && t.Device().IsCUDA():
+		return fmt.Errorf("%s is on %s, but the graph's communicator is the %s backend, which moves host tensors: return host tensors, or compile without dag.Communicator(nccl.CPU)", t, t.Device(), l.comms[c].Backend())
 	}
 	return nil
 }
@@ -279,9 +277,9 @@ func (l *loop) agree(ctx context.Context, c int, failed bool) (int, error) {
 		hv[0] = int32(l.comms[c].Rank() + 1)
 	}
 	t := host
-	if l.comms[c].Backend() == "nccl" {
+	if dc, ok := l.comms[c].(nccl.DeviceCommunicator); ok {
 		if l.flags[c] == nil {
-			f, err := tensor.Empty(tensor.Int32, tensor.CUDA(max(l.spec.Comms[c].Device, 0)), 1)
+			f, err := tensor.Empty(tensor.Int32, tensor.CUDA(dc.Device()), 1)
 			if err != nil {
 				return -1, err
 			}

@@ -104,6 +104,15 @@ type Communicator interface {
 	Close() error
 }
 
+// DeviceCommunicator is a communicator that moves GPU tensors: those on
+// its Device (an index among the GPUs the process sees). A Communicator
+// that is not one moves host tensors. The nccl backend's communicators are
+// DeviceCommunicators; a backend of your own that wraps one should be too.
+type DeviceCommunicator interface {
+	Communicator
+	Device() int
+}
+
 // Backend makes communicators. A backend is registered by name (Register)
 // so that every process of the binary (the workers that host actors) can
 // find it: a compiled graph names the backend, one participant calls

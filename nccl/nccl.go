@@ -1128,4 +1128,4 @@ func ncFinalizeDestroy(h uintptr, nonblocking bool) error {
 	return nil
 }
 
-var _ Communicator = (*NCCLComm)(nil)
+var _ DeviceCommunicator = (*NCCLComm)(nil)
