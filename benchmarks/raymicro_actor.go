@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/HdrHistogram/hdrhistogram-go"
-
 	"github.com/goray/goray/actor"
 	"github.com/goray/goray/core"
 )
@@ -87,24 +85,14 @@ func actorSyncBody(b B) {
 	hs := newBenchActors(ctx, b, rt, 1)
 	defer killAll(hs)
 	h := hs[0]
-	hist := hdrhistogram.New(histMin, histMax, 3)
-	n := b.Iterations()
-	b.ResetTimer()
-	prev := time.Now()
-	for range n {
+	timeOps(b, func(int) {
 		ref := h.Call("Noop")
 		_, err := core.Get[int](ctx, ref)
 		core.Free(ref)
 		if err != nil {
 			b.Fatal(err)
 		}
-		now := time.Now()
-		hist.RecordValue(min(max(int64(now.Sub(prev)), histMin), histMax))
-		prev = now
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(hist.ValueAtQuantile(50)), unitP50)
-	b.ReportMetric(float64(hist.ValueAtQuantile(99)), unitP99)
+	})
 }
 
 func actorAsyncBody(opts ...actor.Option) func(B) {
