@@ -228,7 +228,7 @@ type lockedWriter struct {
 func (l *lockedWriter) WriteProto(ctx context.Context, m proto.Message) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return writeProto(ctx, l.w, m)
+	return writeRing(ctx, l.w, m)
 }
 
 // serveActor runs one caller's calls: one at a time, in order, sharing the
@@ -246,13 +246,14 @@ func (e *executor) serveActor(ha *hostedActor, rd *channel.RingReader, wr *locke
 		}
 	}()
 	concurrent := cap(ha.sem) > 1
+	var in interner
 	for {
 		msg, err := rd.Read(ctx)
 		if err != nil {
 			return // the caller detached or died, or shutdown
 		}
 		req := &rpc.RingRequest{}
-		err = proto.Unmarshal(msg.Data, req)
+		err = unmarshalRequest(msg.Data, req, &in)
 		msg.Release()
 		if err != nil {
 			e.w.cfg.Logf("goray worker: undecodable actor call: %v", err)

@@ -73,7 +73,7 @@ type ringWriter interface {
 type ringOut struct{ w *channel.RingWriter }
 
 func (r ringOut) WriteProto(ctx context.Context, m proto.Message) error {
-	return writeProto(ctx, r.w, m)
+	return writeRing(ctx, r.w, m)
 }
 
 // writeProto encodes m straight into the ring's next slot: no buffer, no
@@ -234,12 +234,13 @@ func (e *executor) serve(rd *channel.RingReader, wr *channel.RingWriter) {
 		}
 	}()
 	var req rpc.RingRequest
+	var in interner
 	for {
 		msg, err := rd.Read(ctx)
 		if err != nil {
 			return // detached (closed), submitter died, or shutdown
 		}
-		err = proto.Unmarshal(msg.Data, &req)
+		err = unmarshalRequest(msg.Data, &req, &in)
 		msg.Release()
 		if err != nil {
 			e.w.cfg.Logf("goray worker: undecodable task spec: %v", err)
@@ -253,7 +254,7 @@ func (e *executor) serve(rd *channel.RingReader, wr *channel.RingWriter) {
 		if out == nil {
 			continue
 		}
-		if err := writeProto(ctx, wr, &rpc.RingReply{Kind: &rpc.RingReply_Reply{Reply: out}}); err != nil {
+		if err := writeRing(ctx, wr, &rpc.RingReply{Kind: &rpc.RingReply_Reply{Reply: out}}); err != nil {
 			return
 		}
 		req.Reset()

@@ -7,8 +7,6 @@ import (
 	"runtime"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
 	"github.com/goray/goray/channel"
 	"github.com/goray/goray/internal/errs"
 	"github.com/goray/goray/internal/ids"
@@ -121,10 +119,11 @@ func (l *leaseConn) closeRings() {
 func (w *CoreWorker) replyLoop(l *leaseConn) {
 	defer close(l.done)
 	var rep rpc.RingReply
+	var in interner
 	for {
 		msg, err := l.rep.Read(context.Background())
 		if err == nil {
-			err = proto.Unmarshal(msg.Data, &rep)
+			err = unmarshalReply(msg.Data, &rep, &in)
 			msg.Release()
 			if err != nil {
 				err = fmt.Errorf("undecodable reply from worker pid %d: %w", l.pid, err)

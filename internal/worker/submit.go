@@ -291,7 +291,7 @@ func (w *CoreWorker) sendLocked(l *leaseConn, t *task) {
 	t.state, t.lease, t.sent = taskRunning, l, time.Now()
 	l.inflight[t.id] = t
 	l.idleSince = time.Time{}
-	if err := writeProto(context.Background(), l.req, &rpc.RingRequest{Kind: &rpc.RingRequest_Task{Task: t.spec}}); err != nil {
+	if err := writeRing(context.Background(), l.req, &rpc.RingRequest{Kind: &rpc.RingRequest_Task{Task: t.spec}}); err != nil {
 		// The worker is gone; the reply loop sees it and retries t.
 		l.broken = true
 	}
