@@ -285,11 +285,11 @@ func (h *Handle) CallN(method string, args ...any) []*core.ObjectRef {
 	if err != nil {
 		panic(err)
 	}
-	fn := h.class.Name + "." + method
 	m, err := h.class.Method(method)
 	if err != nil {
-		return bridge.Failed(rt, fn, 1, err).([]*core.ObjectRef)
+		return bridge.Failed(rt, h.class.Name+"."+method, 1, err).([]*core.ObjectRef)
 	}
+	fn := m.Name
 	n := max(1, m.NumReturns())
 	if m.Generator {
 		return bridge.Failed(rt, fn, n, fmt.Errorf("%s is a generator method: %w: actor generator methods are not supported yet", fn, errs.ErrBadArgument)).([]*core.ObjectRef)

@@ -332,15 +332,16 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 		}
 		hosted, actorID, gpus = &HostedActor{ha: ha, w: e.w}, ha.id, ha.gpus
 	}
-	given := make([]reflect.Type, len(spec.Args))
-	for i := range given {
-		given[i] = fn.ParamType(min(i, max(len(fn.In)-1, 0)))
-	}
-	if len(fn.In) == 0 && len(spec.Args) > 0 || fn.CheckArity(given) != nil {
+	if len(fn.In) == 0 && len(spec.Args) > 0 || !fn.arityOK(len(spec.Args)) {
 		return fail(systemError(rpc.ErrorKind_ERROR_BAD_ARGUMENT, "", "",
 			fmt.Sprintf("%s takes %d arguments %s after the context, got %d", fn.Name, len(fn.In), fn.Signature(), len(spec.Args))))
 	}
-	in := make([]reflect.Value, 1, 1+len(spec.Args))
+	// in is the receiver (a method's), the context, then the arguments.
+	first := 0
+	if recv.IsValid() {
+		first = 1
+	}
+	in := make([]reflect.Value, first+1, first+1+len(spec.Args))
 	var pins []*objstore.Object
 	defer func() {
 		for _, p := range pins {
@@ -381,9 +382,9 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 		in = append(in, v)
 	}
 	ti := &TaskInfo{TaskID: tid, ActorID: actorID, Name: name, Attempt: int(spec.Attempt), GPUIDs: gpus, Worker: e.w, Actor: hosted}
-	in[0] = reflect.ValueOf(context.WithValue(ctx, taskKey{}, ti))
-	if recv.IsValid() {
-		in = append([]reflect.Value{recv}, in...)
+	in[first] = reflect.ValueOf(context.WithValue(ctx, taskKey{}, ti))
+	if first == 1 {
+		in[0] = recv
 	}
 
 	outs, perr, stack := call(fn.fn, in)

@@ -352,7 +352,7 @@ func (w *CoreWorker) reconstructLocked(o *object) error {
 			if r.state == objInStore {
 				w.cfg.Store.Delete(id)
 			}
-			r.state, r.value, r.err, r.ready = objPending, nil, nil, make(chan struct{})
+			r.state, r.value, r.err = objPending, nil, nil
 		}
 	}
 	t.state = taskQueued

@@ -31,7 +31,10 @@ type object struct {
 	state objState
 	value []byte
 	err   *rpc.ErrorInfo
-	ready chan struct{} // closed when state leaves objPending
+	// ready is closed when state leaves objPending; it is made by the
+	// first Get that waits (most objects are never waited for: one
+	// allocation fewer per call).
+	ready chan struct{}
 
 	local     int            // live refs in this process
 	submitted int            // queued or running tasks that take it as an argument
@@ -50,7 +53,24 @@ type object struct {
 }
 
 func newObject(id ids.ObjectID, owned bool, owner string) *object {
-	return &object{id: id, owned: owned, owner: owner, ready: make(chan struct{})}
+	return &object{id: id, owned: owned, owner: owner}
+}
+
+// waitChan is the channel a waiter for pending o waits on (with w.mu held).
+func (o *object) waitChan() chan struct{} {
+	if o.ready == nil {
+		o.ready = make(chan struct{})
+	}
+	return o.ready
+}
+
+// markReady wakes o's waiters: its state has left objPending (w.mu held,
+// or o not yet shared).
+func (o *object) markReady() {
+	if o.ready != nil {
+		close(o.ready)
+		o.ready = nil
+	}
 }
 
 func (o *object) unpin() {
@@ -80,7 +100,6 @@ func (w *CoreWorker) AddRef(id ids.ObjectID, owner string) {
 		if o.owned {
 			// A ref to an object this process owned and freed: it is gone.
 			o.state, o.err = objFailed, lostInfo(id, "its owner freed it before this ref arrived")
-			close(o.ready)
 		}
 		w.objects[id] = o
 	}
@@ -188,7 +207,7 @@ func (w *CoreWorker) failObjectLocked(id ids.ObjectID, info *rpc.ErrorInfo) {
 }
 
 func (w *CoreWorker) readyLocked(o *object) {
-	close(o.ready)
+	o.markReady()
 	for _, c := range o.watchers {
 		select {
 		case c <- struct{}{}:
@@ -238,7 +257,6 @@ func (w *CoreWorker) Put(e codec.Encoded, nested []NestedRef) (ids.ObjectID, err
 		}
 		o.state = objInStore
 	}
-	close(o.ready)
 	w.mu.Lock()
 	o.contained = w.holdNestedLocked(nested)
 	w.objects[id] = o
@@ -280,7 +298,7 @@ func (w *CoreWorker) Get(ctx context.Context, id ids.ObjectID) (Value, error) {
 			if !o.owned && !o.fetching {
 				w.fetchLocked(o)
 			}
-			ready := o.ready
+			ready := o.waitChan()
 			w.mu.Unlock()
 			select {
 			case <-ready:
@@ -358,7 +376,7 @@ func (w *CoreWorker) lost(o *object, refetched bool) error {
 			o.state, o.err = objFailed, lostInfo(o.id, "its owner has no copy either")
 			return nil
 		}
-		o.state, o.ready = objPending, make(chan struct{})
+		o.state = objPending
 		return nil
 	}
 	if err := w.reconstructLocked(o); err != nil {
@@ -492,7 +510,6 @@ func (w *CoreWorker) Failed(fn string, n int, kind rpc.ErrorKind, msg string) []
 		o := newObject(id, true, "")
 		o.local = 1
 		o.state, o.err = objFailed, &rpc.ErrorInfo{Kind: kind, Function: fn, Task: fn, Message: msg}
-		close(o.ready)
 		w.objects[id] = o
 		out[i] = id
 	}

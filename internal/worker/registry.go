@@ -195,8 +195,7 @@ func (f *Function) ParamType(i int) reflect.Type {
 // CheckArity reports a wrong argument count, naming expected and given.
 func (f *Function) CheckArity(given []reflect.Type) error {
 	n := len(given)
-	ok := n == len(f.In) || f.Variadic && n >= len(f.In)-1
-	if ok {
+	if f.arityOK(n) {
 		return nil
 	}
 	want := fmt.Sprintf("%d", len(f.In))
@@ -213,6 +212,11 @@ func (f *Function) CheckArity(given []reflect.Type) error {
 	}
 	return fmt.Errorf("%s takes %s arguments %s after the context, got %d (%s): %w",
 		f.Name, want, f.Signature(), n, strings.Join(names, ", "), errs.ErrBadArgument)
+}
+
+// arityOK says whether f takes n arguments after the context.
+func (f *Function) arityOK(n int) bool {
+	return n == len(f.In) || f.Variadic && n >= len(f.In)-1
 }
 
 // ---------------------------------------------------------------- errors

@@ -44,8 +44,7 @@ func writeRing(ctx context.Context, w *channel.RingWriter, m proto.Message) erro
 	switch m := m.(type) {
 	case *rpc.RingRequest:
 		if t := m.GetTask(); t != nil {
-			e.size(t, ringKindTask)
-			return e.write(ctx, w, ringKindTask, func(b []byte) []byte { return appendSpec(b, t) })
+			return writeSpec(ctx, w, t)
 		}
 	case *rpc.RingReply:
 		switch k := m.Kind.(type) {
@@ -62,6 +61,13 @@ func writeRing(ctx context.Context, w *channel.RingWriter, m proto.Message) erro
 		}
 	}
 	return writeProto(ctx, w, m)
+}
+
+// writeSpec sends a task spec: writeRing of a RingRequest holding t.
+func writeSpec(ctx context.Context, w *channel.RingWriter, t *rpc.TaskSpec) error {
+	var e ringEnc
+	e.size(t, ringKindTask)
+	return e.write(ctx, w, ringKindTask, func(b []byte) []byte { return appendSpec(b, t) })
 }
 
 type ringEnc struct{ n int }
@@ -400,18 +406,37 @@ func (d *ringDec) object(o *rpc.ReturnObject) {
 	o.Nested = d.nested()
 }
 
-func (d *ringDec) reply() *rpc.TaskReply {
-	r := &rpc.TaskReply{TaskId: d.bytes("task id")}
-	if n := d.count("returns"); n > 0 {
-		r.Returns = make([]*rpc.ReturnObject, n)
+// reply1 is a reply of one return (nearly every reply) in one allocation.
+type reply1 struct {
+	kind rpc.RingReply_Reply
+	r    rpc.TaskReply
+	ptr  [1]*rpc.ReturnObject
+	o    rpc.ReturnObject
+}
+
+func (d *ringDec) reply() *rpc.RingReply_Reply {
+	tid := d.bytes("task id")
+	var k *rpc.RingReply_Reply
+	switch n := d.count("returns"); n {
+	case 0:
+		k = &rpc.RingReply_Reply{Reply: &rpc.TaskReply{}}
+	case 1:
+		one := &reply1{}
+		one.kind.Reply, one.ptr[0] = &one.r, &one.o
+		one.r.Returns = one.ptr[:]
+		d.object(&one.o)
+		k = &one.kind
+	default:
+		k = &rpc.RingReply_Reply{Reply: &rpc.TaskReply{Returns: make([]*rpc.ReturnObject, n)}}
 		objs := make([]rpc.ReturnObject, n)
-		for i := range r.Returns {
+		for i := range objs {
 			d.object(&objs[i])
-			r.Returns[i] = &objs[i]
+			k.Reply.Returns[i] = &objs[i]
 		}
 	}
-	r.GeneratorItems = d.uint32("generator items")
-	return r
+	k.Reply.TaskId = tid
+	k.Reply.GeneratorItems = d.uint32("generator items")
+	return k
 }
 
 func (d *ringDec) item() *rpc.GeneratorItem {
@@ -476,12 +501,12 @@ func unmarshalReply(data []byte, rep *rpc.RingReply, in *interner) error {
 	}
 	switch kind {
 	case ringKindReply:
-		r := d.reply()
+		k := d.reply()
 		if err := d.finish("task reply"); err != nil {
 			return err
 		}
 		rep.Reset()
-		rep.Kind = &rpc.RingReply_Reply{Reply: r}
+		rep.Kind = k
 	case ringKindItem:
 		it := d.item()
 		if err := d.finish("generator item"); err != nil {

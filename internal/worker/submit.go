@@ -41,6 +41,7 @@ type task struct {
 	pendingDeps int
 	counted     int // deps whose submitted count this task raised (a prefix of deps)
 	returns     []ids.ObjectID
+	ret1        [1]ids.ObjectID // backs returns when there is one
 	key         *keyQueue
 	retriesLeft int
 	maxRetries  int
@@ -182,6 +183,9 @@ func (t *task) setArgs(args []Arg, n int) {
 			t.nested = append(t.nested, a.Nested...)
 		}
 	}
+	if n == 1 && t.returns == nil {
+		t.returns = t.ret1[:0:1]
+	}
 	for i := range n {
 		t.returns = append(t.returns, ids.NewObjectID(t.id, uint32(i+1)))
 	}
@@ -291,7 +295,7 @@ func (w *CoreWorker) sendLocked(l *leaseConn, t *task) {
 	t.state, t.lease, t.sent = taskRunning, l, time.Now()
 	l.inflight[t.id] = t
 	l.idleSince = time.Time{}
-	if err := writeRing(context.Background(), l.req, &rpc.RingRequest{Kind: &rpc.RingRequest_Task{Task: t.spec}}); err != nil {
+	if err := writeSpec(context.Background(), l.req, t.spec); err != nil {
 		// The worker is gone; the reply loop sees it and retries t.
 		l.broken = true
 	}
