@@ -340,14 +340,11 @@ func (h *HostedActor) InvokeIn(ctx context.Context, m *Function, in []reflect.Va
 		return nil, ctx.Err(), nil, false
 	}
 	defer func() { <-h.ha.sem }()
-	outs, perr, stk := call(m.fn, in)
+	results, err, perr, stk := invoke(m, in)
 	if perr != nil {
 		return nil, perr, stk, true
 	}
-	if e := outs[len(outs)-1]; !e.IsNil() {
-		return nil, e.Interface().(error), nil, false
-	}
-	return outs[:len(outs)-1], nil, nil, false
+	return results, err, nil, false
 }
 
 // ErrorInfoOf describes an error from Invoke for the wire (the same

@@ -387,26 +387,24 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 		in[0] = recv
 	}
 
-	outs, perr, stack := call(fn.fn, in)
+	results, err, perr, stack := invoke(fn, in)
 	if perr != nil {
 		return fail(infoFromError(fn.Name, name, perr, stack, true))
 	}
-	if errv := outs[len(outs)-1]; !errv.IsNil() {
-		err := errv.Interface().(error)
+	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			return fail(&rpc.ErrorInfo{Kind: rpc.ErrorKind_ERROR_CANCELLED, Message: fmt.Sprintf("%v: %v", errs.ErrTaskCancelled, err)})
 		}
 		return fail(infoFromError(fn.Name, name, err, nil, false))
 	}
 	if fn.Generator {
-		n, info := e.generate(ctx, fn, name, spec.OwnerAddress, tid, outs[0], wr)
+		n, info := e.generate(ctx, fn, name, spec.OwnerAddress, tid, results[0], wr)
 		reply.GeneratorItems = uint32(n)
 		if info != nil {
 			return fail(info)
 		}
 		return reply
 	}
-	results := outs[:len(outs)-1]
 	if len(results) == 0 {
 		results = []reflect.Value{reflect.Zero(reflect.TypeFor[any]())}
 	}
@@ -436,15 +434,47 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 func call(fn reflect.Value, in []reflect.Value) (outs []reflect.Value, perr error, stack []byte) {
 	defer func() {
 		if r := recover(); r != nil {
-			stack = debug.Stack()
-			if err, ok := r.(error); ok {
-				perr = fmt.Errorf("panic: %w", err)
-			} else {
-				perr = fmt.Errorf("panic: %v", r)
-			}
+			perr, stack = panicError(r)
 		}
 	}()
 	return fn.Call(in), nil, nil
+}
+
+// invoke calls fn with in (the receiver of a method, the context, then the
+// arguments): directly where fn has a fast path, else through reflect. It
+// returns the results before the error, the error, and a panic's error and
+// stack.
+func invoke(fn *Function, in []reflect.Value) (results []reflect.Value, err, perr error, stack []byte) {
+	if fn.fast != nil && len(in) == 2+len(fn.In) && (len(in) == 2 || in[2].IsValid() && in[2].Type() == fn.In[0]) {
+		var arg reflect.Value
+		if len(in) > 2 {
+			arg = in[2]
+		}
+		ctx, _ := in[1].Interface().(context.Context)
+		out, err, perr, stack := callFast(fn.fast, in[0].UnsafePointer(), ctx, arg)
+		if perr != nil || err != nil {
+			return nil, err, perr, stack
+		}
+		return []reflect.Value{reflect.ValueOf(out)}, nil, nil, nil
+	}
+	outs, perr, stack := call(fn.fn, in)
+	if perr != nil {
+		return nil, nil, perr, stack
+	}
+	if e := outs[len(outs)-1]; !e.IsNil() {
+		return nil, e.Interface().(error), nil, nil
+	}
+	return outs[:len(outs)-1], nil, nil, nil
+}
+
+// panicError describes a recovered panic, with the stack where it
+// happened (call from the deferred function).
+func panicError(r any) (error, []byte) {
+	stack := debug.Stack()
+	if err, ok := r.(error); ok {
+		return fmt.Errorf("panic: %w", err), stack
+	}
+	return fmt.Errorf("panic: %v", r), stack
 }
 
 // encodeResult encodes one return value: inline, or into the store.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -30,6 +31,9 @@ type Function struct {
 	// KeepTensors: the method's tensor results stay in the actor's
 	// process (Direct).
 	KeepTensors bool
+	// fast calls an actor method of a common shape without reflect
+	// (fastcall.go); nil: fn.Call.
+	fast fastCall
 }
 
 var (
@@ -132,6 +136,9 @@ func newFunc(name string, v reflect.Value, recv bool) (*Function, error) {
 			if err := encodable(r); err != nil {
 				return nil, fmt.Errorf("goray: Register %q: result type %v: %w", name, r, err)
 			}
+		}
+		if recv && os.Getenv("GORAY_REFLECT_CALLS") == "" {
+			f.fast = fastCallOf(v)
 		}
 	}
 	return f, nil
