@@ -12,9 +12,17 @@ import (
 	"github.com/goray/goray/internal/shm"
 )
 
-// pollInterval bounds every sleep: a sleeper wakes at least this often to
-// check whether the process it waits for is still alive.
-const pollInterval = 50 * time.Millisecond
+// A sleeper wakes now and then to check whether the process it waits for
+// is still alive: pollInterval after it fell asleep, then twice as long
+// after each check, up to maxPoll. Each wake of a thread blocked in a
+// system call makes the Go runtime's monitor thread (sysmon) take its P
+// away and then tick every 20 µs for a millisecond: with a sleeper per
+// idle ring (a process has a dozen) polling every 50 ms, sysmon woke some
+// 4000 times a second, each time taking a core from whoever held it.
+const (
+	pollInterval = 50 * time.Millisecond
+	maxPoll      = time.Second
+)
 
 // contendedYield: a yield of the CPU that takes longer than this ran
 // another thread.
@@ -248,6 +256,7 @@ func (r *ring) waitFor(ctx context.Context, sp *spinner, w wordID, word, sleeper
 	}
 	// Phase 3: sleep on the futex word.
 	lastPeerCheck := time.Now()
+	poll := pollInterval
 	for {
 		old := atomic.LoadUint32(word)
 		atomic.AddUint32(sleepers, 1)
@@ -259,7 +268,7 @@ func (r *ring) waitFor(ctx context.Context, sp *spinner, w wordID, word, sleeper
 			atomic.AddUint32(sleepers, ^uint32(0))
 			return ErrChannelClosed
 		}
-		timeout := pollInterval
+		timeout := poll
 		if hasDeadline {
 			rem := time.Until(deadline)
 			if rem <= 0 {
@@ -282,11 +291,14 @@ func (r *ring) waitFor(ctx context.Context, sp *spinner, w wordID, word, sleeper
 		if hasDeadline && !time.Now().Before(deadline) {
 			return &TimeoutError{Op: op, After: time.Since(start), What: what}
 		}
-		if peer != nil && time.Since(lastPeerCheck) >= pollInterval {
+		if time.Since(lastPeerCheck) >= poll {
 			lastPeerCheck = time.Now()
-			if err := peer(); err != nil {
-				return err
+			if peer != nil {
+				if err := peer(); err != nil {
+					return err
+				}
 			}
+			poll = min(2*poll, maxPoll)
 		}
 	}
 }
