@@ -332,15 +332,20 @@ func (h *HostedActor) Invoke(ctx context.Context, m *Function, args []reflect.Va
 func (h *HostedActor) Instance() reflect.Value { return h.ha.inst }
 
 // InvokeIn is Invoke with the whole argument list given: the instance,
-// the context, then the method's arguments (a loop reuses one list).
+// the context (ctx itself), then the method's arguments (a loop reuses one
+// list).
 func (h *HostedActor) InvokeIn(ctx context.Context, m *Function, in []reflect.Value) (results []reflect.Value, err error, stack []byte, panicked bool) {
 	select {
-	case h.ha.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err(), nil, false
+	case h.ha.sem <- struct{}{}: // a free slot: the common case, without the two-way select
+	default:
+		select {
+		case h.ha.sem <- struct{}{}:
+		case <-ctx.Done():
+			return nil, ctx.Err(), nil, false
+		}
 	}
-	defer func() { <-h.ha.sem }()
-	results, err, perr, stk := invoke(m, in)
+	results, err, perr, stk := invoke(ctx, m, in) // recovers panics: the slot is always given back
+	<-h.ha.sem
 	if perr != nil {
 		return nil, perr, stk, true
 	}

@@ -382,12 +382,13 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 		in = append(in, v)
 	}
 	ti := &TaskInfo{TaskID: tid, ActorID: actorID, Name: name, Attempt: int(spec.Attempt), GPUIDs: gpus, Worker: e.w, Actor: hosted}
-	in[first] = reflect.ValueOf(context.WithValue(ctx, taskKey{}, ti))
+	tctx := context.WithValue(ctx, taskKey{}, ti)
+	in[first] = reflect.ValueOf(tctx)
 	if first == 1 {
 		in[0] = recv
 	}
 
-	results, err, perr, stack := invoke(fn, in)
+	results, err, perr, stack := invoke(tctx, fn, in)
 	if perr != nil {
 		return fail(infoFromError(fn.Name, name, perr, stack, true))
 	}
@@ -440,17 +441,16 @@ func call(fn reflect.Value, in []reflect.Value) (outs []reflect.Value, perr erro
 	return fn.Call(in), nil, nil
 }
 
-// invoke calls fn with in (the receiver of a method, the context, then the
-// arguments): directly where fn has a fast path, else through reflect. It
-// returns the results before the error, the error, and a panic's error and
-// stack.
-func invoke(fn *Function, in []reflect.Value) (results []reflect.Value, err, perr error, stack []byte) {
+// invoke calls fn with in (the receiver of a method, the context ctx, then
+// the arguments): directly where fn has a fast path, else through reflect.
+// It returns the results before the error, the error, and a panic's error
+// and stack.
+func invoke(ctx context.Context, fn *Function, in []reflect.Value) (results []reflect.Value, err, perr error, stack []byte) {
 	if fn.fast != nil && len(in) == 2+len(fn.In) && (len(in) == 2 || in[2].IsValid() && in[2].Type() == fn.In[0]) {
 		var arg reflect.Value
 		if len(in) > 2 {
 			arg = in[2]
 		}
-		ctx, _ := in[1].Interface().(context.Context)
 		out, err, perr, stack := callFast(fn.fast, in[0].UnsafePointer(), ctx, arg)
 		if perr != nil || err != nil {
 			return nil, err, perr, stack

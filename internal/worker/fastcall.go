@@ -153,30 +153,46 @@ func funcAs[F any](fn reflect.Value) F {
 	return *(*F)(unsafe.Pointer(&data))
 }
 
-// boxAs is *p, of type t (of *p's shape), as an interface.
-func boxAs[R any](t reflect.Type, r R) any {
-	return reflect.NewAt(t, unsafe.Pointer(&r)).Elem().Interface()
+// boxer turns a result of shape R into an interface of the method's result
+// type t.
+func boxer[R any](t reflect.Type) func(R) any {
+	if t.Kind() == reflect.Pointer {
+		// A pointer is an interface's data word itself: no allocation.
+		typ := (*eface)(unsafe.Pointer(new(reflect.Zero(t).Interface()))).typ
+		return func(r R) any {
+			var x any
+			e := (*eface)(unsafe.Pointer(&x))
+			e.typ, e.data = typ, *(*unsafe.Pointer)(unsafe.Pointer(&r))
+			return x
+		}
+	}
+	return func(r R) any { return reflect.NewAt(t, unsafe.Pointer(&r)).Elem().Interface() }
 }
+
+// eface is the layout of an interface{}.
+type eface struct{ typ, data unsafe.Pointer }
 
 func call0[R any](fn reflect.Value, out reflect.Type) fastCall {
 	f := funcAs[func(unsafe.Pointer, context.Context) (R, error)](fn)
+	box := boxer[R](out)
 	return func(recv unsafe.Pointer, ctx context.Context, _ reflect.Value) (any, error) {
 		r, err := f(recv, ctx)
 		if err != nil {
 			return nil, err
 		}
-		return boxAs(out, r), nil
+		return box(r), nil
 	}
 }
 
 func call1[A, R any](fn reflect.Value, out reflect.Type, arg func(reflect.Value) A) fastCall {
 	f := funcAs[func(unsafe.Pointer, context.Context, A) (R, error)](fn)
+	box := boxer[R](out)
 	return func(recv unsafe.Pointer, ctx context.Context, a reflect.Value) (any, error) {
 		r, err := f(recv, ctx, arg(a))
 		if err != nil {
 			return nil, err
 		}
-		return boxAs(out, r), nil
+		return box(r), nil
 	}
 }
 

@@ -99,13 +99,13 @@ func TestFastCallMatchesReflect(t *testing.T) {
 		if c.arg != nil {
 			in = append(in, reflect.ValueOf(c.arg))
 		}
-		got, err, perr, _ := invoke(f, in)
+		got, err, perr, _ := inv(f, in)
 		require.NoError(t, err)
 		require.NoError(t, perr)
 		require.Len(t, got, 1)
 		slow := *f
 		slow.fast = nil
-		want, err, perr, _ := invoke(&slow, in)
+		want, err, perr, _ := inv(&slow, in)
 		require.NoError(t, err)
 		require.NoError(t, perr)
 		if c.method == "Count" {
@@ -117,18 +117,18 @@ func TestFastCallMatchesReflect(t *testing.T) {
 	}
 	// A slice's capacity reaches the method unchanged.
 	f := fastMethod(t, "Floats")
-	got, _, _, _ := invoke(f, []reflect.Value{reflect.ValueOf(a), reflect.ValueOf(ctx), reflect.ValueOf(make([]float32, 2, 9))})
+	got, _, _, _ := inv(f, []reflect.Value{reflect.ValueOf(a), reflect.ValueOf(ctx), reflect.ValueOf(make([]float32, 2, 9))})
 	require.Equal(t, 10, got[0].Cap())
 }
 
 func TestFastCallErrorsAndPanics(t *testing.T) {
 	a := &fastActor{}
 	in := []reflect.Value{reflect.ValueOf(a), reflect.ValueOf(context.Background()), reflect.ValueOf("x")}
-	res, err, perr, _ := invoke(fastMethod(t, "Fail"), in)
+	res, err, perr, _ := inv(fastMethod(t, "Fail"), in)
 	require.Nil(t, res)
 	require.EqualError(t, err, "no: x")
 	require.NoError(t, perr)
-	res, err, perr, stack := invoke(fastMethod(t, "Panic"), in)
+	res, err, perr, stack := inv(fastMethod(t, "Panic"), in)
 	require.Nil(t, res)
 	require.NoError(t, err)
 	require.EqualError(t, perr, "panic: boom x")
@@ -144,7 +144,7 @@ func TestFastCallShapesWithout(t *testing.T) {
 	a := &fastActor{}
 	named := fastMethod(t, "Named")
 	require.NotNil(t, named.fast)
-	got, err, perr, _ := invoke(named, []reflect.Value{reflect.ValueOf(a), reflect.ValueOf(context.Background()), reflect.ValueOf([]float64{1, 2})})
+	got, err, perr, _ := inv(named, []reflect.Value{reflect.ValueOf(a), reflect.ValueOf(context.Background()), reflect.ValueOf([]float64{1, 2})})
 	require.NoError(t, err)
 	require.NoError(t, perr)
 	require.Equal(t, 2, got[0].Interface())
@@ -163,14 +163,19 @@ func BenchmarkInvoke(b *testing.B) {
 	in := []reflect.Value{reflect.ValueOf(a), reflect.ValueOf(ctx), reflect.ValueOf([]byte("x"))}
 	b.Run("direct", func(b *testing.B) {
 		for b.Loop() {
-			invoke(f, in)
+			inv(f, in)
 		}
 	})
 	slow := *f
 	slow.fast = nil
 	b.Run("reflect", func(b *testing.B) {
 		for b.Loop() {
-			invoke(&slow, in)
+			inv(&slow, in)
 		}
 	})
+}
+
+// inv is invoke with the context taken from in.
+func inv(f *Function, in []reflect.Value) ([]reflect.Value, error, error, []byte) {
+	return invoke(in[1].Interface().(context.Context), f, in)
 }
