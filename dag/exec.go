@@ -66,7 +66,11 @@ type CompiledDAG struct {
 	partial  []any
 	have     []bool
 	perr     error
-	results  map[uint64]result
+	results  map[uint64]result // settled, for Gets still to come
+	want     uint64            // the execution the running Get waits for,
+	wanting  bool              // if one runs
+	mine     result            // its result, not buffered
+	hasMine  bool
 	gotten   uint64 // futures whose Get has returned (or given up)
 	room     chan struct{}
 
@@ -554,7 +558,14 @@ func (g *CompiledDAG) get(ctx context.Context, seq uint64) (any, error) {
 	}
 	g.readMu.Lock()
 	defer g.readMu.Unlock()
+	g.want, g.wanting = seq, true
+	defer func() { g.wanting = false }()
 	for {
+		if g.hasMine {
+			r := g.mine
+			g.mine, g.hasMine = result{}, false
+			return r.v, r.err
+		}
 		if r, ok := g.results[seq]; ok {
 			delete(g.results, seq)
 			return r.v, r.err
@@ -696,10 +707,14 @@ func (g *CompiledDAG) settle() {
 	default:
 		r.v = g.partial[0]
 	}
-	if len(g.results) >= g.cfg.maxBuffered {
-		r = result{err: fmt.Errorf("dag: get: %w: more than %d earlier results were buffered unread (MaxBufferedResults)", errs.ErrCapacityExceeded, g.cfg.maxBuffered)}
+	switch {
+	case g.wanting && g.next == g.want:
+		g.mine, g.hasMine = r, true // straight to the Get waiting for it
+	case len(g.results) >= g.cfg.maxBuffered:
+		g.results[g.next] = result{err: fmt.Errorf("dag: get: %w: more than %d earlier results were buffered unread (MaxBufferedResults)", errs.ErrCapacityExceeded, g.cfg.maxBuffered)}
+	default:
+		g.results[g.next] = r
 	}
-	g.results[g.next] = r
 	g.next++
 	g.perr = nil
 	clear(g.partial)

@@ -157,6 +157,7 @@ type resolvedOp struct {
 	consts []reflect.Value
 	spec   opSpec
 	in     []reflect.Value // the call's arguments: instance, context, then the method's
+	out    []reflect.Value // its results, when the method is called directly
 }
 
 // startLoopFn runs in the actor's process: it opens the rings and starts
@@ -372,6 +373,7 @@ func (l *loop) run(ctx, mctx context.Context) (failed bool) {
 		op := &l.ops[i]
 		op.in = make([]reflect.Value, 2+len(op.spec.Args))
 		op.in[0], op.in[1] = l.ha.Instance(), mctxV
+		op.out = make([]reflect.Value, 0, 1)
 	}
 	steps := l.spec.Steps
 	if len(steps) == 0 {
@@ -510,7 +512,7 @@ func (l *loop) compute(ctx, mctx context.Context, exec uint64, op *resolvedOp) e
 		t0 = l.prof.add(exec, op.name, "READ", t0)
 	}
 	if failed == nil {
-		res, err, stack, panicked := l.ha.InvokeIn(mctx, op.fn, op.in)
+		res, err, stack, panicked := l.ha.InvokeIn(mctx, op.fn, op.in, op.out[:0])
 		if err != nil {
 			if ctx.Err() != nil {
 				return errStopped

@@ -325,7 +325,7 @@ func (h *HostedActor) Invoke(ctx context.Context, m *Function, args []reflect.Va
 	in := make([]reflect.Value, 0, 2+len(args))
 	in = append(in, h.ha.inst, reflect.ValueOf(ctx))
 	in = append(in, args...)
-	return h.InvokeIn(ctx, m, in)
+	return h.InvokeIn(ctx, m, in, nil)
 }
 
 // Instance is the actor's instance, as InvokeIn's first argument.
@@ -333,8 +333,9 @@ func (h *HostedActor) Instance() reflect.Value { return h.ha.inst }
 
 // InvokeIn is Invoke with the whole argument list given: the instance,
 // the context (ctx itself), then the method's arguments (a loop reuses one
-// list).
-func (h *HostedActor) InvokeIn(ctx context.Context, m *Function, in []reflect.Value) (results []reflect.Value, err error, stack []byte, panicked bool) {
+// list). A method called directly (fastcall.go) returns its result in buf,
+// which a loop may reuse too.
+func (h *HostedActor) InvokeIn(ctx context.Context, m *Function, in, buf []reflect.Value) (results []reflect.Value, err error, stack []byte, panicked bool) {
 	select {
 	case h.ha.sem <- struct{}{}: // a free slot: the common case, without the two-way select
 	default:
@@ -344,7 +345,7 @@ func (h *HostedActor) InvokeIn(ctx context.Context, m *Function, in []reflect.Va
 			return nil, ctx.Err(), nil, false
 		}
 	}
-	results, err, perr, stk := invoke(ctx, m, in) // recovers panics: the slot is always given back
+	results, err, perr, stk := invoke(ctx, m, in, buf) // recovers panics: the slot is always given back
 	<-h.ha.sem
 	if perr != nil {
 		return nil, perr, stk, true

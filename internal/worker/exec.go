@@ -388,7 +388,7 @@ func (e *executor) run(parent context.Context, spec *rpc.TaskSpec, wr ringWriter
 		in[0] = recv
 	}
 
-	results, err, perr, stack := invoke(tctx, fn, in)
+	results, err, perr, stack := invoke(tctx, fn, in, nil)
 	if perr != nil {
 		return fail(infoFromError(fn.Name, name, perr, stack, true))
 	}
@@ -443,9 +443,9 @@ func call(fn reflect.Value, in []reflect.Value) (outs []reflect.Value, perr erro
 
 // invoke calls fn with in (the receiver of a method, the context ctx, then
 // the arguments): directly where fn has a fast path, else through reflect.
-// It returns the results before the error, the error, and a panic's error
-// and stack.
-func invoke(ctx context.Context, fn *Function, in []reflect.Value) (results []reflect.Value, err, perr error, stack []byte) {
+// It returns the results before the error (a direct call's in buf, reused),
+// the error, and a panic's error and stack.
+func invoke(ctx context.Context, fn *Function, in, buf []reflect.Value) (results []reflect.Value, err, perr error, stack []byte) {
 	if fn.fast != nil && len(in) == 2+len(fn.In) && (len(in) == 2 || in[2].IsValid() && in[2].Type() == fn.In[0]) {
 		var arg reflect.Value
 		if len(in) > 2 {
@@ -455,7 +455,7 @@ func invoke(ctx context.Context, fn *Function, in []reflect.Value) (results []re
 		if perr != nil || err != nil {
 			return nil, err, perr, stack
 		}
-		return []reflect.Value{reflect.ValueOf(out)}, nil, nil, nil
+		return append(buf[:0], reflect.ValueOf(out)), nil, nil, nil
 	}
 	outs, perr, stack := call(fn.fn, in)
 	if perr != nil {

@@ -177,5 +177,5 @@ func BenchmarkInvoke(b *testing.B) {
 
 // inv is invoke with the context taken from in.
 func inv(f *Function, in []reflect.Value) ([]reflect.Value, error, error, []byte) {
-	return invoke(in[1].Interface().(context.Context), f, in)
+	return invoke(in[1].Interface().(context.Context), f, in, nil)
 }
