@@ -60,12 +60,65 @@ func (a *fastActor) Pair(_ context.Context) (int, int, error)          { return 
 func (a *fastActor) Vari(_ context.Context, xs ...int) (int, error)    { return len(xs), nil }
 func (a *fastActor) NoResult(_ context.Context, n int) error           { return nil }
 
+// A method with a value receiver (reached through *T's wrapper), one
+// promoted from an embedded type, and methods of a generic type.
+func (a fastActor) Value(_ context.Context, n int) (int, error) { return n + a.calls, nil }
+
+type inner struct{ tag string }
+
+func (i *inner) Tag(_ context.Context, s string) (string, error) { return i.tag + s, nil }
+
+type outer struct {
+	pad [3]int
+	*inner
+}
+
+type box[T any] struct{ v T }
+
+func (b *box[T]) Put(_ context.Context, v T) (*box[T], error) { b.v = v; return b, nil }
+func (b *box[T]) Len(_ context.Context, s []T) (int, error)   { return len(s), nil }
+
 func fastMethod(t *testing.T, name string) *Function {
-	m, ok := reflect.TypeFor[*fastActor]().MethodByName(name)
+	return fastMethodOf[*fastActor](t, name)
+}
+
+func fastMethodOf[T any](t *testing.T, name string) *Function {
+	m, ok := reflect.TypeFor[T]().MethodByName(name)
 	require.True(t, ok, name)
 	f, err := newFunc("fast."+name, m.Func, true)
 	require.NoError(t, err)
 	return f
+}
+
+// TestFastCallReceivers: value receivers, promoted methods and generic
+// types are called directly, with the right receiver.
+func TestFastCallReceivers(t *testing.T) {
+	ctx := context.Background()
+	a := &fastActor{calls: 5}
+	f := fastMethod(t, "Value")
+	require.NotNil(t, f.fast)
+	got, err, perr, _ := inv(f, []reflect.Value{reflect.ValueOf(a), reflect.ValueOf(ctx), reflect.ValueOf(2)})
+	require.NoError(t, err)
+	require.NoError(t, perr)
+	require.Equal(t, 7, got[0].Interface())
+
+	o := &outer{inner: &inner{tag: "t:"}}
+	f = fastMethodOf[*outer](t, "Tag")
+	require.NotNil(t, f.fast)
+	got, _, _, _ = inv(f, []reflect.Value{reflect.ValueOf(o), reflect.ValueOf(ctx), reflect.ValueOf("x")})
+	require.Equal(t, "t:x", got[0].Interface())
+
+	b := &box[float64]{}
+	f = fastMethodOf[*box[float64]](t, "Put")
+	require.NotNil(t, f.fast)
+	got, _, _, _ = inv(f, []reflect.Value{reflect.ValueOf(b), reflect.ValueOf(ctx), reflect.ValueOf(2.5)})
+	require.Same(t, b, got[0].Interface())
+	require.Equal(t, 2.5, b.v)
+	bs := &box[string]{}
+	f = fastMethodOf[*box[string]](t, "Len")
+	require.NotNil(t, f.fast)
+	got, _, _, _ = inv(f, []reflect.Value{reflect.ValueOf(bs), reflect.ValueOf(ctx), reflect.ValueOf([]string{"a", "b", "c"})})
+	require.Equal(t, 3, got[0].Interface())
 }
 
 // TestFastCallMatchesReflect: every shape with a direct call gives what
