@@ -25,12 +25,12 @@ import (
 // The execution loop: what an actor runs for a compiled graph. package dag
 // registers two system functions of the binary; Compile asks each actor to
 // run "goray.dag.start" (as Ray's __ray_call__), which opens the actor's
-// rings and starts the loop on a goroutine locked to an OS thread, beside
-// the actor's ordinary calls; Teardown's "goray.dag.stop" waits for it to
-// end. Per execution the loop runs the actor's operations in order: read
-// each input once (a ring read by several of its calls is read once),
-// call the method, write each result to its ring or keep it for a later
-// call of the same actor.
+// rings and starts the loop on a goroutine of its own (not locked to an OS
+// thread: docs/ARCHITECTURE.md says why), beside the actor's ordinary
+// calls; Teardown's "goray.dag.stop" waits for it to end. Per execution
+// the loop runs the actor's operations in order: read each input once (a
+// ring read by several of its calls is read once), call the method, write
+// each result to its ring or keep it for a later call of the same actor.
 
 // Messages on a graph's rings: an 8-byte header (a tag byte, then zeros),
 // then the value's codec encoding, a protobuf ErrorInfo, or (the input)
