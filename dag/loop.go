@@ -523,6 +523,8 @@ func (l *loop) compute(ctx, mctx context.Context, exec uint64, op *resolvedOp) e
 	}
 	if l.prof != nil {
 		t0 = l.prof.add(exec, op.name, "COMPUTE", t0)
+		l.prof.writing.Lock()
+		defer l.prof.writing.Unlock()
 	}
 	for k, out := range op.spec.Outs {
 		var rv reflect.Value

@@ -29,7 +29,15 @@ type Event struct {
 // maxEvents bounds what one actor keeps between Events calls.
 const maxEvents = 1 << 16
 
+const writeWait = 100 * time.Millisecond
+
 type profile struct {
+	// writing is held from before a call's first result goes out until
+	// its WRITE event is recorded: a driver that has the result and asks
+	// for the events (take) waits for that event instead of missing it.
+	// take waits at most writeWait: a loop blocked writing to a full ring
+	// (the driver has not read) holds it.
+	writing sync.Mutex
 	mu      sync.Mutex
 	w       *worker.CoreWorker // also reports each event to the GCS (goray timeline)
 	actorID []byte
@@ -58,6 +66,15 @@ func (p *profile) add(exec uint64, method, op string, start time.Time) time.Time
 }
 
 func (p *profile) take() []Event {
+	for deadline := time.Now().Add(writeWait); ; time.Sleep(50 * time.Microsecond) {
+		if p.writing.TryLock() {
+			p.writing.Unlock()
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ev := p.events
