@@ -391,6 +391,14 @@ func (r *Raylet) RequestLease(ctx context.Context, req *rpc.LeaseRequest) (*rpc.
 		if !ok {
 			return nil, status.Error(codes.Unavailable, p.err.Error())
 		}
+		if ctx.Err() != nil {
+			// Granted as the caller gave up (both were ready): it will
+			// not hear of the lease, so it must not stay leased.
+			r.mu.Lock()
+			r.returnLocked(l, false)
+			r.mu.Unlock()
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
 		return &rpc.LeaseReply{
 			LeaseId: []byte(l.id), WorkerId: []byte(l.worker.id), WorkerAddress: l.worker.addr,
 			WorkerPid: int32(l.worker.proc.PID), WorkerStartTime: l.worker.proc.Start,

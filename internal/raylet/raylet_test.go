@@ -2,6 +2,7 @@ package raylet
 
 import (
 	"context"
+	"fmt"
 	"os/exec"
 	"testing"
 	"time"
@@ -144,6 +145,37 @@ func TestDispatch(t *testing.T) {
 	for _, w := range r.workers {
 		require.Equal(t, idle, w.state)
 		w.cmd = exec.Command("true") // never started: nothing for Close to signal
+	}
+	clear(r.workers)
+}
+
+// A request whose caller gave up as it was granted (both ready at once)
+// leaves nothing leased: the caller will never hear of the lease. And
+// returning a lease the raylet does not hold (the caller's belt and braces
+// for the same race) is a no-op.
+func TestLeaseGrantedAsCallerGivesUp(t *testing.T) {
+	r := newRaylet(t, func(string) (*exec.Cmd, error) { return exec.Command("/bin/sleep", "30"), nil })
+	r.mu.Lock()
+	r.workers["w1"] = &workerProc{id: "w1", job: "job1", cmd: exec.Command("true"), state: idle, since: time.Now()}
+	r.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for i := range 50 { // the select picks either ready case: try both many times
+		_, err := r.RequestLease(ctx, &rpc.LeaseRequest{LeaseId: []byte(fmt.Sprint("l", i)), JobId: []byte("job1"),
+			Resources: map[string]float64{"CPU": 1}})
+		require.Equal(t, codes.Canceled, status.Code(err), "try %d: %v", i, err)
+		r.mu.Lock()
+		require.Empty(t, r.leases, "try %d", i)
+		require.Equal(t, int64(20000), r.avail[CPU], "try %d", i)
+		r.mu.Unlock()
+	}
+	_, err := r.ReturnLease(context.Background(), &rpc.ReturnLeaseRequest{LeaseId: []byte("never-granted")})
+	require.NoError(t, err)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.workers {
+		require.Equal(t, idle, w.state)
+		w.cmd = exec.Command("true")
 	}
 	clear(r.workers)
 }

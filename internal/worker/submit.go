@@ -485,7 +485,15 @@ func (w *CoreWorker) requestLeaseLocked(k *keyQueue) {
 		delete(k.cancelLease, id)
 		if err != nil {
 			if ctx.Err() != nil || w.closed {
-				return // not needed any more
+				// Not needed any more. The raylet may have granted it just
+				// as this side gave up, and replied to nobody: give it back
+				// (returning a lease it does not hold is a no-op).
+				w.goBG(func() {
+					rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+					defer cancel()
+					w.cfg.Raylet.ReturnLease(rctx, &rpc.ReturnLeaseRequest{LeaseId: []byte(id)})
+				})
+				return
 			}
 			w.leaseFailedLocked(k, err)
 			return
