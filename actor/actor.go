@@ -271,7 +271,14 @@ func (h *Handle) runtime() (*core.Runtime, error) {
 // wrong arguments or a dead actor give a ref that is already failed, whose
 // Get says what is wrong.
 func (h *Handle) Call(method string, args ...any) *core.ObjectRef {
-	refs := h.CallN(method, args...)
+	rt, idList, failed := h.submit(method, args)
+	if failed == nil && len(idList) == 1 {
+		return bridge.Ref(rt, idList[0]).(*core.ObjectRef) // the common case: no slice
+	}
+	refs := failed
+	if refs == nil {
+		refs = bridge.Refs(rt, idList).([]*core.ObjectRef)
+	}
 	for _, r := range refs[1:] {
 		core.Free(r)
 	}
@@ -281,26 +288,35 @@ func (h *Handle) Call(method string, args ...any) *core.ObjectRef {
 // CallN is Call for a method with several results: one ref per result
 // (at least one).
 func (h *Handle) CallN(method string, args ...any) []*core.ObjectRef {
+	rt, idList, failed := h.submit(method, args)
+	if failed != nil {
+		return failed
+	}
+	return bridge.Refs(rt, idList).([]*core.ObjectRef)
+}
+
+// submit sends a call: the IDs of its results (each with a live ref
+// counted), or refs that are already failed.
+func (h *Handle) submit(method string, args []any) (rt any, idList []ids.ObjectID, failed []*core.ObjectRef) {
 	rt, err := h.runtime()
 	if err != nil {
 		panic(err)
 	}
 	m, err := h.class.Method(method)
 	if err != nil {
-		return bridge.Failed(rt, h.class.Name+"."+method, 1, err).([]*core.ObjectRef)
+		return rt, nil, bridge.Failed(rt, h.class.Name+"."+method, 1, err).([]*core.ObjectRef)
 	}
 	fn := m.Name
 	n := max(1, m.NumReturns())
 	if m.Generator {
-		return bridge.Failed(rt, fn, n, fmt.Errorf("%s is a generator method: %w: actor generator methods are not supported yet", fn, errs.ErrBadArgument)).([]*core.ObjectRef)
+		return rt, nil, bridge.Failed(rt, fn, n, fmt.Errorf("%s is a generator method: %w: actor generator methods are not supported yet", fn, errs.ErrBadArgument)).([]*core.ObjectRef)
 	}
 	wargs, err := bridge.EncodeArgs(rt, m, args)
 	if err != nil {
-		return bridge.Failed(rt, fn, n, err).([]*core.ObjectRef)
+		return rt, nil, bridge.Failed(rt, fn, n, err).([]*core.ObjectRef)
 	}
 	w := bridge.Worker(rt)
-	idList := w.SubmitActorCall(h.id, h.class.Name, m, wargs, worker.ActorCallOptions{MaxRetries: h.maxTaskRetries})
-	return bridge.Refs(rt, idList).([]*core.ObjectRef)
+	return rt, w.SubmitActorCall(h.id, h.class.Name, m, wargs, worker.ActorCallOptions{MaxRetries: h.maxTaskRetries}), nil
 }
 
 func init() {

@@ -18,6 +18,7 @@ func init() {
 		return encodeArgs(rt.(*Runtime), fn, args)
 	}
 	bridge.Refs = func(rt any, idList []ids.ObjectID) any { return rt.(*Runtime).refs(idList) }
+	bridge.Ref = func(rt any, id ids.ObjectID) any { return rt.(*Runtime).newRef(id) }
 	bridge.Failed = func(rt any, fn string, n int, err error) any {
 		return rt.(*Runtime).failed(fn, n, kindOf(err), err.Error())
 	}

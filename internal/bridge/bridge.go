@@ -17,6 +17,9 @@ var (
 	// Refs wraps object IDs (each with one live ref counted) as
 	// []*core.ObjectRef.
 	Refs func(rt any, ids []ids.ObjectID) any
+	// Ref wraps one object ID (with one live ref counted) as a
+	// *core.ObjectRef: Refs without the slice.
+	Ref func(rt any, id ids.ObjectID) any
 	// Failed makes n already-failed refs ([]*core.ObjectRef) whose Get
 	// returns err's message as a *TaskError of kind like err.
 	Failed func(rt any, fn string, n int, err error) any
