@@ -18,6 +18,7 @@ import (
 	"github.com/goray/goray/internal/bridge"
 	"github.com/goray/goray/internal/codec"
 	"github.com/goray/goray/internal/ids"
+	"github.com/goray/goray/internal/refwait"
 	"github.com/goray/goray/internal/worker"
 	"github.com/goray/goray/nccl"
 	"github.com/goray/goray/tensor"
@@ -431,25 +432,7 @@ func NewGroup(ctx context.Context, backend nccl.Backend, hs ...*Handle) (*Group,
 	}
 	// All at once: on the first failure the other joins (which may wait
 	// for the actor that failed) are cancelled.
-	errc := make(chan error, len(refs))
-	for i, ref := range refs {
-		go func() {
-			_, err := core.Get[bool](ctx, ref)
-			if err != nil {
-				err = fmt.Errorf("%s: %w", hs[i].Class(), err)
-			}
-			errc <- err
-		}()
-	}
-	var first error
-	for range refs {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-			for _, r := range refs {
-				core.Cancel(r, false)
-			}
-		}
-	}
+	first := refwait.AllOrCancel(ctx, refs, func(i int, err error) error { return fmt.Errorf("%s: %w", hs[i].Class(), err) })
 	for _, r := range refs {
 		core.Free(r)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/goray/goray/internal/codec"
 	"github.com/goray/goray/internal/errs"
 	"github.com/goray/goray/internal/ids"
+	"github.com/goray/goray/internal/refwait"
 	"github.com/goray/goray/internal/worker"
 	"github.com/goray/goray/nccl"
 	"github.com/goray/goray/tensor"
@@ -186,26 +187,9 @@ func (g *CompiledDAG) setup(ctx context.Context) error {
 	// Every start at once: on the first failure, the others (which may
 	// wait in a communicator's join for the actor that failed) are
 	// cancelled, so that they let go at once.
-	errc := make(chan error, len(refs))
-	for ai, r := range refs {
-		go func() {
-			_, err := core.Get[bool](ctx, r)
-			if err != nil {
-				err = fmt.Errorf("dag: compile: start the loop in actor %s: %w", g.p.actors[ai].label, err)
-			}
-			errc <- err
-		}()
-	}
-	var first error
-	for range refs {
-		if err := <-errc; err != nil && first == nil {
-			first = err
-			for _, o := range refs {
-				core.Cancel(o, false)
-			}
-		}
-	}
-	return first
+	return refwait.AllOrCancel(ctx, refs, func(ai int, err error) error {
+		return fmt.Errorf("dag: compile: start the loop in actor %s: %w", g.p.actors[ai].label, err)
+	})
 }
 
 // commIDs asks each communicator's first rank for a unique ID.

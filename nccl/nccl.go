@@ -63,27 +63,10 @@ var ncclTypeNames = [...]string{
 // (bytewise: count is the byte size, type ncclUint8), which only works for
 // operations that do not compute on them: a reduction of one is an error.
 func ncDataType(dt tensor.DType, reduce bool) (ncType int, bytewise bool, err error) {
+	if ty, ok := ncTypes[dt]; ok {
+		return ty, false, nil
+	}
 	switch dt {
-	case tensor.Float32:
-		return ncclFloat32, false, nil
-	case tensor.Float16:
-		return ncclFloat16, false, nil
-	case tensor.BFloat16:
-		return ncclBfloat16, false, nil
-	case tensor.Float64:
-		return ncclFloat64, false, nil
-	case tensor.Int8:
-		return ncclInt8, false, nil
-	case tensor.Int32:
-		return ncclInt32, false, nil
-	case tensor.Int64:
-		return ncclInt64, false, nil
-	case tensor.Uint8:
-		return ncclUint8, false, nil
-	case tensor.Uint32:
-		return ncclUint32, false, nil
-	case tensor.Uint64:
-		return ncclUint64, false, nil
 	case tensor.Bool, tensor.Int16, tensor.Uint16:
 		if reduce {
 			return 0, false, fmt.Errorf("%w: NCCL cannot reduce %s tensors (it has no %s type): convert to a type it reduces (int32, float32, ...)", ErrBadArgument, dt, dt)
@@ -91,6 +74,13 @@ func ncDataType(dt tensor.DType, reduce bool) (ncType int, bytewise bool, err er
 		return ncclUint8, true, nil
 	}
 	return 0, false, fmt.Errorf("%w: %s is not a dtype the nccl backend moves", ErrBadArgument, dt)
+}
+
+// ncTypes are the dtypes NCCL has a type for.
+var ncTypes = map[tensor.DType]int{
+	tensor.Float32: ncclFloat32, tensor.Float16: ncclFloat16, tensor.BFloat16: ncclBfloat16, tensor.Float64: ncclFloat64,
+	tensor.Int8: ncclInt8, tensor.Int32: ncclInt32, tensor.Int64: ncclInt64,
+	tensor.Uint8: ncclUint8, tensor.Uint32: ncclUint32, tensor.Uint64: ncclUint64,
 }
 
 // ---------------------------------------------------------------------------
