@@ -40,23 +40,23 @@ var errRingShort = errors.New("message ends inside a field")
 // writeRing encodes m (a *rpc.RingRequest or *rpc.RingReply) straight into
 // the ring's next slot.
 func writeRing(ctx context.Context, w *channel.RingWriter, m proto.Message) error {
-	var e ringEnc
 	switch m := m.(type) {
 	case *rpc.RingRequest:
 		if t := m.GetTask(); t != nil {
 			return writeSpec(ctx, w, t)
 		}
 	case *rpc.RingReply:
+		var s sizer
 		switch k := m.Kind.(type) {
 		case *rpc.RingReply_Reply:
 			if k.Reply != nil && replyFits(k.Reply) {
-				e.size(k.Reply, ringKindReply)
-				return e.write(ctx, w, ringKindReply, func(b []byte) []byte { return appendReply(b, k.Reply) })
+				s.reply(k.Reply)
+				return writeFlat(ctx, w, ringKindReply, s, func(b []byte) []byte { return appendReply(b, k.Reply) })
 			}
 		case *rpc.RingReply_Item:
 			if k.Item != nil && (k.Item.Object == nil || k.Item.Object.Error == nil) {
-				e.size(k.Item, ringKindItem)
-				return e.write(ctx, w, ringKindItem, func(b []byte) []byte { return appendItem(b, k.Item) })
+				s.item(k.Item)
+				return writeFlat(ctx, w, ringKindItem, s, func(b []byte) []byte { return appendItem(b, k.Item) })
 			}
 		}
 	}
@@ -65,35 +65,23 @@ func writeRing(ctx context.Context, w *channel.RingWriter, m proto.Message) erro
 
 // writeSpec sends a task spec: writeRing of a RingRequest holding t.
 func writeSpec(ctx context.Context, w *channel.RingWriter, t *rpc.TaskSpec) error {
-	var e ringEnc
-	e.size(t, ringKindTask)
-	return e.write(ctx, w, ringKindTask, func(b []byte) []byte { return appendSpec(b, t) })
-}
-
-type ringEnc struct{ n int }
-
-func (e *ringEnc) size(m any, kind byte) {
 	var s sizer
-	switch kind {
-	case ringKindTask:
-		s.spec(m.(*rpc.TaskSpec))
-	case ringKindReply:
-		s.reply(m.(*rpc.TaskReply))
-	case ringKindItem:
-		s.item(m.(*rpc.GeneratorItem))
-	}
-	e.n = 2 + int(s)
+	s.spec(t)
+	return writeFlat(ctx, w, ringKindTask, s, func(b []byte) []byte { return appendSpec(b, t) })
 }
 
-func (e *ringEnc) write(ctx context.Context, w *channel.RingWriter, kind byte, body func([]byte) []byte) error {
-	buf, err := w.Reserve(ctx, e.n)
+// writeFlat writes a flat message of kind whose fields (body) take size
+// bytes.
+func writeFlat(ctx context.Context, w *channel.RingWriter, kind byte, size sizer, body func([]byte) []byte) error {
+	n := 2 + int(size)
+	buf, err := w.Reserve(ctx, n)
 	if err != nil {
 		return err
 	}
 	out := body(append(buf[:0], ringFast, kind))
-	if len(out) != e.n {
+	if len(out) != n {
 		w.Commit(channel.KindError) // the slot must go; the reader sees a broken stream
-		return fmt.Errorf("encode a ring message: wrote %d bytes, sized %d", len(out), e.n)
+		return fmt.Errorf("encode a ring message: wrote %d bytes, sized %d", len(out), n)
 	}
 	return w.Commit(channel.KindData)
 }
